@@ -1,0 +1,51 @@
+namespace Tandem.Protocol;
+
+/// <summary>Command names spoken on the wire. Every one is documented in docs/protocol.md.</summary>
+public static class Commands
+{
+    // Client commands on a server.
+    /// <summary><c>GET key</c></summary>
+    public const string Get = "GET";
+    /// <summary><c>SET key value</c></summary>
+    public const string Set = "SET";
+    /// <summary><c>PUTHASH key value</c>: stores fnv1a32(old + value) in decimal, replies the old value.</summary>
+    public const string PutHash = "PUTHASH";
+    /// <summary><c>APPEND key value</c></summary>
+    public const string Append = "APPEND";
+    /// <summary><c>DEL key</c></summary>
+    public const string Del = "DEL";
+    /// <summary><c>XREQ client-id seq acked-through COMMAND args...</c>: an exactly-once write.</summary>
+    public const string ExactlyOnce = "XREQ";
+
+    // Replication between servers.
+    /// <summary><c>REPL.SNAPSHOT view from session BEGIN|DATA|DUPS|END ...</c>: state transfer.</summary>
+    public const string ReplSnapshot = "REPL.SNAPSHOT";
+    /// <summary><c>REPL.APPLY view from session first-seq [op key value client seq acked]...</c>: a forwarded batch.</summary>
+    public const string ReplApply = "REPL.APPLY";
+
+    // Coordinator.
+    /// <summary><c>VS.PING server-address view-number</c>: heartbeat; replies the current view.</summary>
+    public const string VsPing = "VS.PING";
+    /// <summary><c>VS.VIEW</c>: the current view, without pinging.</summary>
+    public const string VsView = "VS.VIEW";
+    /// <summary><c>VS.STATUS</c>: the view and every known server, as one JSON bulk string.</summary>
+    public const string VsStatus = "VS.STATUS";
+}
+
+/// <summary>First words of error replies. A client retries on every code but <see cref="Err"/>.</summary>
+public static class ErrorCodes
+{
+    /// <summary>Bad request: unknown command, wrong arity, value too large. Retrying cannot help.</summary>
+    public const string Err = "ERR";
+    /// <summary>This node is not the primary (the message names the primary when known).</summary>
+    public const string NotPrimary = "NOTPRIMARY";
+    /// <summary>This node may be primary but cannot commit or confirm right now (backup unreachable or syncing).</summary>
+    public const string TryAgain = "TRYAGAIN";
+    /// <summary>A replication message from a view or primary this node does not accept (fencing).</summary>
+    public const string StaleView = "STALEVIEW";
+    /// <summary>An exactly-once request whose client session is no longer in the duplicate table.</summary>
+    public const string Expired = "EXPIRED";
+
+    /// <summary>True when a client should retry the request (possibly on another node).</summary>
+    public static bool IsRetryable(string code) => code is NotPrimary or TryAgain or StaleView;
+}

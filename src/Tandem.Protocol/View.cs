@@ -1,0 +1,26 @@
+namespace Tandem.Protocol;
+
+/// <summary>
+/// A view: which server is primary and which is backup. Addresses are <c>HOST:PORT</c>; an empty string
+/// means none. View 0 is the empty view that exists before any server has pinged.
+/// </summary>
+public readonly record struct View(long Number, string Primary, string Backup)
+{
+    /// <summary>The view before any server has pinged.</summary>
+    public static View Empty { get; } = new(0, "", "");
+
+    /// <summary>Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup]</c>.</summary>
+    public RespValue ToResp() => RespValue.Array([RespValue.Int(Number), RespValue.Bulk(Primary), RespValue.Bulk(Backup)]);
+
+    /// <summary>Decodes a view reply; throws <see cref="RespProtocolException"/> if it has the wrong shape.</summary>
+    public static View FromResp(RespValue v)
+    {
+        if (v.Kind != RespKind.Array || v.Items is not { Length: 3 } items || items[0].Kind != RespKind.Integer)
+            throw new RespProtocolException($"not a view: {v}");
+        return new View(items[0].Integer, items[1].Text, items[2].Text);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() =>
+        $"view {Number}: primary {(Primary == "" ? "(none)" : Primary)}, backup {(Backup == "" ? "(none)" : Backup)}";
+}
