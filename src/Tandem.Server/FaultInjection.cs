@@ -1,0 +1,41 @@
+namespace Tandem.Server;
+
+/// <summary>
+/// Deterministic-by-seed fault injection a test cluster turns on per server. Every switch is off by default
+/// and is read on each request, so a test can flip it at any time.
+/// </summary>
+public sealed class FaultInjection(int seed = 0)
+{
+    private readonly Random _random = new(seed);
+
+    /// <summary>
+    /// Unreliable network, as the acceptance scenarios define it: of the requests this server receives
+    /// (from clients and from its primary alike) about 10% are dropped unprocessed and about 18% of the rest
+    /// are processed but their reply is lost; the connection is closed in both cases.
+    /// </summary>
+    public bool Unreliable { get; set; }
+
+    /// <summary>When set, pings to the coordinator are black-holed (this server cannot reach it).</summary>
+    public bool CoordinatorLinkCut { get; set; }
+
+    /// <summary>Draws the fate of one request.</summary>
+    public RequestFate NextRequestFate()
+    {
+        if (!Unreliable) return RequestFate.Deliver;
+        double r;
+        lock (_random) r = _random.NextDouble();
+        if (r < 0.10) return RequestFate.Drop;
+        return (r - 0.10) / 0.90 < 0.18 ? RequestFate.LoseReply : RequestFate.Deliver;
+    }
+}
+
+/// <summary>What the fault layer does with one request.</summary>
+public enum RequestFate
+{
+    /// <summary>Process and reply.</summary>
+    Deliver,
+    /// <summary>Close the connection without processing.</summary>
+    Drop,
+    /// <summary>Process, then close the connection instead of replying.</summary>
+    LoseReply,
+}

@@ -1,0 +1,156 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Tandem.Protocol;
+using Tandem.Storage;
+
+namespace Tandem.Server;
+
+// The backup's side of replication: state transfer and forwarded batches, both fenced by view.
+public sealed partial class Replica
+{
+    private string? _backupSession;
+    private SnapshotBuilder? _incoming;
+
+    private sealed class SnapshotBuilder(string session, long lastApplied, DuplicateTableOptions options)
+    {
+        public string Session { get; } = session;
+        public long LastApplied { get; } = lastApplied;
+        public List<KeyValuePair<byte[], byte[]>> Entries { get; } = new();
+        public DuplicateTable Duplicates { get; } = new(options);
+    }
+
+    /// <summary>
+    /// Handles <c>REPL.SNAPSHOT</c> and <c>REPL.APPLY</c>. Both carry <c>view from session</c> first; they are
+    /// accepted only from the primary of this server's current view, with this server as its backup.
+    /// </summary>
+    public RespValue HandleReplication(RespCommand cmd)
+    {
+        if (cmd.Count < 5 || !cmd.TryLong(1, out long viewNumber))
+            return RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{cmd.Name}'");
+        string from = cmd.Text(2);
+        string session = cmd.Text(3);
+        bool refresh = false;
+        RespValue reply;
+        lock (_lock)
+        {
+            if (viewNumber != _view.Number || _view.Backup != Me || _view.Primary != from || _disposed)
+            {
+                refresh = viewNumber > _view.Number;
+                reply = RespValue.Error($"{ErrorCodes.StaleView} {Me} is not the backup of {from} in view {viewNumber} (it knows view {_view.Number})");
+            }
+            else
+            {
+                try
+                {
+                    reply = cmd.Name == Commands.ReplApply ? ApplyBatchLocked(cmd, session) : SnapshotLocked(cmd, session);
+                }
+                catch (FormatException e)
+                {
+                    reply = RespValue.Error($"{ErrorCodes.Err} malformed {cmd.Name}: {e.Message}");
+                }
+            }
+        }
+        if (refresh) PingRequested?.Invoke();
+        return reply;
+    }
+
+    private RespValue SnapshotLocked(RespCommand cmd, string session)
+    {
+        string part = cmd.Text(4).ToUpperInvariant();
+        if (part == "BEGIN")
+        {
+            _initialized = false;
+            _backupSession = null;
+            _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), _options.Duplicates);
+            return RespValue.Ok;
+        }
+        if (_incoming?.Session != session)
+            return RespValue.Error($"{ErrorCodes.StaleView} no snapshot {session} in progress");
+        switch (part)
+        {
+            case "DATA":
+                for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Entries.Add(new(cmd[i], cmd[i + 1]));
+                return RespValue.Ok;
+            case "DUPS":
+                // client acked-through last-used count [request-seq log-seq reply]...
+                for (int i = 5; i < cmd.Count;)
+                {
+                    long client = ParseLong(cmd, i), acked = ParseLong(cmd, i + 1), lastUsed = ParseLong(cmd, i + 2);
+                    long count = ParseLong(cmd, i + 3);
+                    i += 4;
+                    DuplicateTable.ClientSession s = DuplicateTable.NewSession(acked, lastUsed);
+                    for (long n = 0; n < count; n++, i += 3)
+                        s.Replies[ParseLong(cmd, i)] = new SavedReply(DecodeReply(cmd[i + 2]), ParseLong(cmd, i + 1));
+                    _incoming.Duplicates.Restore(client, s);
+                }
+                return RespValue.Ok;
+            case "END":
+                _state.Install(new Snapshot(_incoming.LastApplied, _incoming.Entries, _incoming.Duplicates));
+                _incoming = null;
+                _backupSession = session;
+                _initialized = true;
+                _log.LogInformation("{Me}: installed snapshot of view {View} at write {Seq} ({Keys} keys)",
+                    Me, _view.Number, _state.LastApplied, _state.Count);
+                return RespValue.Int(_state.LastApplied);
+            default:
+                return RespValue.Error($"{ErrorCodes.Err} unknown snapshot part '{part}'");
+        }
+    }
+
+    private RespValue ApplyBatchLocked(RespCommand cmd, string session)
+    {
+        if (_backupSession != session)
+            return RespValue.Error($"{ErrorCodes.StaleView} no synced session {session}");
+        long first = ParseLong(cmd, 4);
+        if (first != _state.LastApplied + 1)
+            return RespValue.Error($"{ErrorCodes.StaleView} batch starts at {first} but the next write is {_state.LastApplied + 1}");
+        if ((cmd.Count - 5) % OpFields != 0) throw new FormatException("batch is not a whole number of operations");
+        var ops = new List<Operation>((cmd.Count - 5) / OpFields);
+        for (int i = 5; i < cmd.Count; i += OpFields) ops.Add(DecodeOp(cmd, i));
+        long seq = first;
+        foreach (Operation op in ops) _state.Apply(op, seq++);
+        return RespValue.Int(_state.LastApplied);
+    }
+
+    /// <summary>Fields per forwarded operation: code key value client-id request-seq acked-through.</summary>
+    internal const int OpFields = 6;
+
+    internal static void EncodeOp(List<byte[]> into, in Operation op)
+    {
+        into.Add([(byte)('0' + (int)op.Code)]);
+        into.Add(op.Key);
+        into.Add(op.Value);
+        into.Add(Ascii(op.ClientId));
+        into.Add(Ascii(op.RequestSeq));
+        into.Add(Ascii(op.AckedThrough));
+    }
+
+    private static Operation DecodeOp(RespCommand cmd, int i)
+    {
+        byte[] code = cmd[i];
+        if (code.Length != 1 || code[0] is < (byte)'1' or > (byte)'4') throw new FormatException("bad operation code");
+        return new Operation((OpCode)(code[0] - '0'), cmd[i + 1], cmd[i + 2], ParseLong(cmd, i + 3), ParseLong(cmd, i + 4), ParseLong(cmd, i + 5));
+    }
+
+    internal static byte[] Ascii(long n) => Encoding.ASCII.GetBytes(n.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    internal static byte[] EncodeReply(RespValue reply)
+    {
+        var w = new System.Buffers.ArrayBufferWriter<byte>();
+        RespWriter.WriteValue(w, reply);
+        return w.WrittenSpan.ToArray();
+    }
+
+    private static RespValue DecodeReply(byte[] bytes)
+    {
+        var seq = new System.Buffers.ReadOnlySequence<byte>(bytes);
+        if (!RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) throw new FormatException("truncated saved reply");
+        return v!;
+    }
+
+    private static long ParseLong(RespCommand cmd, int i)
+    {
+        if (i >= cmd.Count || !cmd.TryLong(i, out long v)) throw new FormatException($"argument {i} is not an integer");
+        return v;
+    }
+}

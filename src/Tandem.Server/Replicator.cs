@@ -1,0 +1,356 @@
+using Microsoft.Extensions.Logging;
+using Tandem.Net;
+using Tandem.Protocol;
+using Tandem.Storage;
+
+namespace Tandem.Server;
+
+/// <summary>
+/// The primary's link to the backup of one view. It connects, sends a snapshot in chunks, then streams
+/// every later write in batches over the same connection, many batches in flight. Each acknowledged batch
+/// advances the commit index and confirms the reads that were waiting when it was sent. On any failure it
+/// reconnects and starts again from a fresh snapshot; the writes in between are in that snapshot.
+/// </summary>
+internal sealed class Replicator
+{
+    private const int MaxOpsPerBatch = 4096;
+    private const int MaxBatchBytes = 4 * 1024 * 1024;
+    private const int MaxBatchesInFlight = 64;
+    private const int SnapshotChunkEntries = 1024;
+    private const int SnapshotChunkBytes = 1024 * 1024;
+
+    private readonly Replica _replica;
+    private readonly View _view;
+    private readonly ServerNodeOptions _options;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly object _outboxLock = new();
+    private List<(Operation Op, long Seq)> _ops = new();
+    private List<TaskCompletionSource<RespValue?>> _reads = new();
+    private TaskCompletionSource _wake = NewSignal();
+    private bool _capturing;
+    private long _syncedView;
+
+    public Replicator(Replica replica, View view, ServerNodeOptions options, ILogger log)
+    {
+        _replica = replica;
+        _view = view;
+        _options = options;
+        _log = log;
+    }
+
+    /// <summary>The view whose backup holds the whole state (0 until the snapshot is installed).</summary>
+    public long SyncedView => Volatile.Read(ref _syncedView);
+
+    public void Start() => _ = RunAsync();
+
+    public void Stop()
+    {
+        _stop.Cancel();
+        FailReads(TryAgain("the view changed"));
+    }
+
+    /// <summary>Queues a sequenced write. Called under the replica's lock, right after applying it.</summary>
+    public void Enqueue(in Operation op, long seq)
+    {
+        lock (_outboxLock)
+        {
+            if (!_capturing) return; // not connected: the next snapshot will carry it
+            _ops.Add((op, seq));
+            _wake.TrySetResult();
+        }
+    }
+
+    /// <summary>A task that completes (null) when a batch sent after this call is acknowledged, or with an error.</summary>
+    public Task<RespValue?> RequestConfirmation()
+    {
+        var tcs = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_outboxLock)
+        {
+            _reads.Add(tcs);
+            _wake.TrySetResult();
+        }
+        if (_stop.IsCancellationRequested) tcs.TrySetResult(TryAgain("the view changed"));
+        return tcs.Task;
+    }
+
+    /// <summary>Called under the replica's lock when the snapshot is taken: later writes are streamed.</summary>
+    public void ClearOutboxLocked()
+    {
+        lock (_outboxLock)
+        {
+            _ops.Clear();
+            _capturing = true;
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        CancellationToken stop = _stop.Token;
+        TimeSpan backoff = TimeSpan.FromMilliseconds(10);
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await SyncAndStreamAsync(stop);
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                lock (_outboxLock)
+                {
+                    _capturing = false;
+                    _ops.Clear();
+                }
+                FailReads(TryAgain($"the backup {_view.Backup} did not confirm"));
+                _log.LogDebug("{Me}: replication to {Backup} failed: {Error}", _replica.Me, _view.Backup, e.Message);
+                if (e is ReplicationRefusedException { Fenced: true }) _replica.OnFenced();
+                try
+                {
+                    await Task.Delay(backoff, _options.TimeProvider, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.PingInterval.Ticks));
+            }
+            catch (Exception)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task SyncAndStreamAsync(CancellationToken stop)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        CancellationToken ct = attempt.Token;
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        connectTimeout.CancelAfter(_options.CommitTimeout);
+        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(_view.Backup, connectTimeout.Token, _options.RespLimits);
+        Snapshot? snapshot = _replica.SnapshotFor(this);
+        if (snapshot is null) return;
+        string session = Guid.NewGuid().ToString("N")[..16];
+
+        await SendSnapshotAsync(conn, session, snapshot, ct);
+        Volatile.Write(ref _syncedView, _view.Number);
+        _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, snapshot.LastApplied);
+        _replica.OnBackupSynced(this, snapshot.LastApplied);
+
+        var inFlight = System.Threading.Channels.Channel.CreateBounded<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)>(MaxBatchesInFlight);
+        Task acks = AcknowledgeAsync(inFlight.Reader, attempt);
+        long lastSent = snapshot.LastApplied;
+        try
+        {
+            while (true)
+            {
+                Task wake;
+                List<(Operation Op, long Seq)> ops;
+                List<TaskCompletionSource<RespValue?>> reads;
+                lock (_outboxLock)
+                {
+                    if (_ops.Count == 0 && _reads.Count == 0)
+                    {
+                        if (_wake.Task.IsCompleted) _wake = NewSignal();
+                        wake = _wake.Task;
+                        ops = [];
+                        reads = [];
+                    }
+                    else
+                    {
+                        wake = Task.CompletedTask;
+                        ops = TakeBatch();
+                        reads = _reads;
+                        _reads = new();
+                    }
+                }
+                if (ops.Count == 0 && reads.Count == 0)
+                {
+                    await Task.WhenAny(wake, acks).WaitAsync(ct);
+                    if (acks.IsCompleted) await acks; // surfaces the failure
+                    continue;
+                }
+                var args = new List<byte[]>(5 + ops.Count * Replica.OpFields)
+                {
+                    "REPL.APPLY"u8.ToArray(), Replica.Ascii(_view.Number), System.Text.Encoding.UTF8.GetBytes(_replica.Me),
+                    System.Text.Encoding.ASCII.GetBytes(session), Replica.Ascii(lastSent + 1),
+                };
+                foreach ((Operation op, long seq) in ops)
+                {
+                    if (seq != ++lastSent) throw new InvalidOperationException($"outbox gap: {seq} after {lastSent - 1}");
+                    Replica.EncodeOp(args, op);
+                }
+                Task<RespValue> reply = conn.SendAsync(args, ct);
+                await inFlight.Writer.WriteAsync((reply, lastSent, reads), ct);
+            }
+        }
+        catch (OperationCanceledException) when (acks.IsFaulted)
+        {
+            await acks; // the acknowledgement loop's failure is the real cause
+        }
+        finally
+        {
+            inFlight.Writer.TryComplete();
+            attempt.Cancel();
+            while (inFlight.Reader.TryRead(out var batch)) Complete(batch.Reads, TryAgain("the backup link failed"));
+        }
+    }
+
+    private List<(Operation Op, long Seq)> TakeBatch()
+    {
+        if (_ops.Count <= MaxOpsPerBatch && BatchBytes(_ops.Count) <= MaxBatchBytes)
+        {
+            List<(Operation, long)> all = _ops;
+            _ops = new();
+            return all;
+        }
+        int n = 1;
+        long bytes = BatchBytes(1);
+        while (n < _ops.Count && n < MaxOpsPerBatch && bytes + _ops[n].Op.Key.Length + _ops[n].Op.Value.Length < MaxBatchBytes)
+        {
+            bytes += _ops[n].Op.Key.Length + _ops[n].Op.Value.Length;
+            n++;
+        }
+        List<(Operation, long)> batch = _ops.GetRange(0, n);
+        _ops.RemoveRange(0, n);
+        if (_ops.Count > 0) _wake.TrySetResult();
+        return batch;
+    }
+
+    private long BatchBytes(int count)
+    {
+        long bytes = 0;
+        for (int i = 0; i < count; i++) bytes += _ops[i].Op.Key.Length + _ops[i].Op.Value.Length;
+        return bytes;
+    }
+
+    private async Task AcknowledgeAsync(System.Threading.Channels.ChannelReader<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)> batches, CancellationTokenSource attempt)
+    {
+        try
+        {
+            await AcknowledgeInOrderAsync(batches, attempt.Token);
+        }
+        catch
+        {
+            attempt.Cancel();
+            throw;
+        }
+    }
+
+    private async Task AcknowledgeInOrderAsync(System.Threading.Channels.ChannelReader<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)> batches, CancellationToken ct)
+    {
+        await foreach (var batch in batches.ReadAllAsync(ct))
+        {
+            RespValue reply;
+            try
+            {
+                reply = await batch.Reply;
+            }
+            catch
+            {
+                Complete(batch.Reads, TryAgain("the backup link failed"));
+                throw;
+            }
+            if (reply.IsError || reply.Kind != RespKind.Integer || reply.Integer != batch.LastSeq)
+            {
+                Complete(batch.Reads, TryAgain($"the backup refused: {reply.Text}"));
+                throw new ReplicationRefusedException(reply);
+            }
+            _replica.OnBackupAcknowledged(this, batch.LastSeq);
+            Complete(batch.Reads, null);
+        }
+    }
+
+    private async Task SendSnapshotAsync(RespClientConnection conn, string session, Snapshot snapshot, CancellationToken ct)
+    {
+        var pending = new Queue<Task<RespValue>>();
+        async Task Send(List<byte[]> args)
+        {
+            pending.Enqueue(conn.SendAsync(args, ct));
+            while (pending.Count > 8) Check(await pending.Dequeue());
+        }
+        List<byte[]> Header(string part) =>
+        [
+            "REPL.SNAPSHOT"u8.ToArray(), Replica.Ascii(_view.Number), System.Text.Encoding.UTF8.GetBytes(_replica.Me),
+            System.Text.Encoding.ASCII.GetBytes(session), System.Text.Encoding.ASCII.GetBytes(part),
+        ];
+
+        List<byte[]> begin = Header("BEGIN");
+        begin.Add(Replica.Ascii(snapshot.LastApplied));
+        await Send(begin);
+
+        List<byte[]> chunk = Header("DATA");
+        long bytes = 0;
+        foreach ((byte[] key, byte[] value) in snapshot.Entries)
+        {
+            chunk.Add(key);
+            chunk.Add(value);
+            bytes += key.Length + value.Length;
+            if ((chunk.Count - 5) / 2 >= SnapshotChunkEntries || bytes >= SnapshotChunkBytes)
+            {
+                await Send(chunk);
+                chunk = Header("DATA");
+                bytes = 0;
+            }
+        }
+        if (chunk.Count > 5) await Send(chunk);
+
+        chunk = Header("DUPS");
+        foreach ((long client, DuplicateTable.ClientSession s) in snapshot.Duplicates.Clients)
+        {
+            chunk.Add(Replica.Ascii(client));
+            chunk.Add(Replica.Ascii(s.AckedThrough));
+            chunk.Add(Replica.Ascii(s.LastUsed));
+            chunk.Add(Replica.Ascii(s.Replies.Count));
+            foreach ((long seq, SavedReply saved) in s.Replies)
+            {
+                chunk.Add(Replica.Ascii(seq));
+                chunk.Add(Replica.Ascii(saved.LogSeq));
+                chunk.Add(Replica.EncodeReply(saved.Reply));
+            }
+            if (chunk.Count >= SnapshotChunkEntries * 2)
+            {
+                await Send(chunk);
+                chunk = Header("DUPS");
+            }
+        }
+        if (chunk.Count > 5) await Send(chunk);
+
+        List<byte[]> end = Header("END");
+        await Send(end);
+        while (pending.Count > 1) Check(await pending.Dequeue());
+        RespValue last = await pending.Dequeue();
+        if (last.Kind != RespKind.Integer || last.Integer != snapshot.LastApplied) throw new ReplicationRefusedException(last);
+    }
+
+    private static void Check(RespValue reply)
+    {
+        if (reply.IsError) throw new ReplicationRefusedException(reply);
+    }
+
+    private void FailReads(RespValue error)
+    {
+        List<TaskCompletionSource<RespValue?>> reads;
+        lock (_outboxLock)
+        {
+            reads = _reads;
+            _reads = new();
+        }
+        Complete(reads, error);
+    }
+
+    private static void Complete(List<TaskCompletionSource<RespValue?>> waiters, RespValue? result)
+    {
+        foreach (var w in waiters) w.TrySetResult(result);
+    }
+
+    private static RespValue TryAgain(string why) => RespValue.Error($"{ErrorCodes.TryAgain} {why}");
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
+
+/// <summary>The backup answered a replication message with an error (or an unexpected reply).</summary>
+internal sealed class ReplicationRefusedException(RespValue reply) : Exception($"backup replied {reply}")
+{
+    public bool Fenced => reply.IsError && reply.ErrorCode == ErrorCodes.StaleView;
+}

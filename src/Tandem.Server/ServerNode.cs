@@ -1,0 +1,131 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tandem.Net;
+using Tandem.Protocol;
+
+namespace Tandem.Server;
+
+/// <summary>
+/// A running Tandem server: the RESP listener, the replication engine and the heartbeat to the coordinator.
+/// </summary>
+public sealed class ServerNode : IAsyncDisposable
+{
+    private readonly ServerNodeOptions _options;
+    private readonly RespHost _host;
+    private readonly ServerHandler _handler;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ILogger _log;
+    private readonly Task _pingLoop;
+    private TaskCompletionSource _pingNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ServerNode(ServerNodeOptions options, RespHost host, ServerHandler handler, Replica replica)
+    {
+        _options = options;
+        _host = host;
+        _handler = handler;
+        Replica = replica;
+        _log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Tandem.Server");
+        replica.PingRequested += () => _pingNow.TrySetResult();
+        _pingLoop = PingLoopAsync(_stop.Token);
+    }
+
+    /// <summary>This server's address (its identity in views).</summary>
+    public string Address => Replica.Me;
+
+    /// <summary>The replication engine (role, view, state).</summary>
+    public Replica Replica { get; }
+
+    /// <summary>Starts listening and pinging the coordinator.</summary>
+    public static async Task<ServerNode> StartAsync(ServerNodeOptions options, CancellationToken cancellationToken = default)
+    {
+        Replica? replica = null;
+        var handler = new ServerHandler(options, () => replica);
+        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken);
+        string me = options.AdvertisedAddress ?? Advertise(host.EndPoint);
+        replica = new Replica(me, options);
+        return new ServerNode(options, host, handler, replica);
+    }
+
+    private static string Advertise(IPEndPoint ep)
+    {
+        string host = ep.Address.Equals(IPAddress.Any) || ep.Address.Equals(IPAddress.IPv6Any)
+            ? Dns.GetHostName()
+            : ep.Address.ToString();
+        return $"{host}:{ep.Port.ToString(CultureInfo.InvariantCulture)}";
+    }
+
+    private async Task PingLoopAsync(CancellationToken ct)
+    {
+        RespClientConnection? conn = null;
+        TimeSpan timeout = TimeSpan.FromTicks(Math.Max(_options.PingInterval.Ticks * 5, TimeSpan.FromMilliseconds(500).Ticks));
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                Task wake;
+                lock (_stop)
+                {
+                    if (_pingNow.Task.IsCompleted) _pingNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                    wake = _pingNow.Task;
+                }
+                if (_options.Faults?.CoordinatorLinkCut != true)
+                {
+                    try
+                    {
+                        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                        attempt.CancelAfter(timeout);
+                        conn ??= await RespClientConnection.ConnectAsync(_options.Coordinator, attempt.Token);
+                        long number = Replica.ViewNumberForPing();
+                        RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture));
+                        if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
+                        else Replica.OnView(View.FromResp(reply));
+                    }
+                    catch (Exception e) when (!ct.IsCancellationRequested)
+                    {
+                        _log.LogDebug("{Me}: ping to coordinator {Coordinator} failed: {Error}", Address, _options.Coordinator, e.Message);
+                        if (conn is not null) await conn.DisposeAsync();
+                        conn = null;
+                    }
+                }
+                await Task.WhenAny(Task.Delay(_options.PingInterval, _options.TimeProvider, ct), wake);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            if (conn is not null) await conn.DisposeAsync();
+        }
+    }
+
+    /// <summary>Stops the server: no more pings, replication stops, open connections get a moment to finish.</summary>
+    public async Task StopAsync()
+    {
+        _stop.Cancel();
+        Replica.Dispose();
+        await _host.StopAsync(abort: false);
+        await _pingLoop;
+    }
+
+    /// <summary>
+    /// Crashes the server: from this instant it answers nothing and pings no one; every connection is cut.
+    /// Its state is gone with the object (a restart at the same address starts empty).
+    /// </summary>
+    public async Task KillAsync()
+    {
+        _handler.Killed = true;
+        _stop.Cancel();
+        Replica.Dispose();
+        await _host.StopAsync(abort: true);
+        await _pingLoop;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stop.IsCancellationRequested) await KillAsync();
+    }
+}

@@ -1,0 +1,73 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Tandem.Protocol;
+using Tandem.Storage;
+
+namespace Tandem.Server;
+
+/// <summary>Settings of one key-value server. Its listen address is its identity in views.</summary>
+public sealed record ServerNodeOptions
+{
+    private readonly TimeSpan _pingInterval = TimeSpan.FromMilliseconds(100);
+    private readonly TimeSpan _commitTimeout = TimeSpan.FromSeconds(2);
+    private readonly int _maxKeyBytes = 64 * 1024;
+    private readonly int _maxValueBytes = 8 * 1024 * 1024;
+
+    /// <summary>Where to listen. Port 0 picks a free port (the bound address becomes the identity).</summary>
+    public required IPEndPoint Listen { get; init; }
+
+    /// <summary>Coordinator address, <c>HOST:PORT</c>.</summary>
+    public required string Coordinator { get; init; }
+
+    /// <summary>
+    /// The address other nodes and clients use to reach this server, <c>HOST:PORT</c>. Defaults to the bound
+    /// listen address.
+    /// </summary>
+    public string? AdvertisedAddress { get; init; }
+
+    /// <summary>How often to ping the coordinator. Default 100 ms.</summary>
+    public TimeSpan PingInterval
+    {
+        get => _pingInterval;
+        init => _pingInterval = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(PingInterval));
+    }
+
+    /// <summary>
+    /// How long a request waits for its write to be committed (or its read confirmed) by the backup before
+    /// the client gets <c>TRYAGAIN</c>. Default 2 s.
+    /// </summary>
+    public TimeSpan CommitTimeout
+    {
+        get => _commitTimeout;
+        init => _commitTimeout = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(CommitTimeout));
+    }
+
+    /// <summary>Largest key accepted, in bytes. Default 64 KiB.</summary>
+    public int MaxKeyBytes
+    {
+        get => _maxKeyBytes;
+        init => _maxKeyBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxKeyBytes));
+    }
+
+    /// <summary>Largest value accepted, in bytes. Default 8 MiB.</summary>
+    public int MaxValueBytes
+    {
+        get => _maxValueBytes;
+        init => _maxValueBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxValueBytes));
+    }
+
+    /// <summary>Bounds on the duplicate table.</summary>
+    public DuplicateTableOptions Duplicates { get; init; } = new();
+
+    /// <summary>The clock. Tests may pass a fake.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Where to log. Null logs nothing.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Fault injection for tests (unreliable network, cut coordinator link). Null in production.</summary>
+    public FaultInjection? Faults { get; init; }
+
+    /// <summary>RESP limits for incoming frames, derived from the key and value limits.</summary>
+    internal RespLimits RespLimits => new() { MaxBulkLength = Math.Max(MaxKeyBytes, MaxValueBytes) + 1 };
+}
