@@ -15,12 +15,19 @@ public sealed class FaultInjection(int seed = 0)
     /// </summary>
     public bool Unreliable { get; set; }
 
+    /// <summary>
+    /// When set, every request this server receives is dropped unprocessed (the connection is closed), while
+    /// it keeps pinging the coordinator: alive to the coordinator, unreachable to everyone else.
+    /// </summary>
+    public bool DropAllRequests { get; set; }
+
     /// <summary>When set, pings to the coordinator are black-holed (this server cannot reach it).</summary>
     public bool CoordinatorLinkCut { get; set; }
 
     /// <summary>Draws the fate of one request.</summary>
     public RequestFate NextRequestFate()
     {
+        if (DropAllRequests) return RequestFate.Drop;
         if (!Unreliable) return RequestFate.Deliver;
         double r;
         lock (_random) r = _random.NextDouble();

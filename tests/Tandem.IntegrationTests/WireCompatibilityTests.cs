@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using StackExchange.Redis;
+using Tandem.Client;
+using Tandem.Protocol;
+using Tandem.Testing;
+using static Tandem.IntegrationTests.Scenario;
+
+namespace Tandem.IntegrationTests;
+
+/// <summary>Real Redis clients and hostile input against a running cluster.</summary>
+public class WireCompatibilityTests
+{
+    private static async Task<(TestCluster Cluster, TestServer Primary, TestServer Backup)> StartPairAsync()
+    {
+        TestCluster cluster = await TestCluster.StartAsync();
+        TestServer s1 = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(s1, Patience);
+        TestServer s2 = await cluster.StartServerAsync();
+        await cluster.WaitForBackupAsync(s2, Patience);
+        return (cluster, s1, s2);
+    }
+
+    [Fact]
+    public async Task RedisCli_SetGetPutHash_WorkAgainstThePrimary()
+    {
+        (TestCluster cluster, TestServer primary, _) = await StartPairAsync();
+        await using (cluster)
+        {
+            string port = primary.EndPoint.Port.ToString();
+            Assert.Equal("OK", await RedisCliAsync("-p", port, "SET", "greeting", "hello"));
+            Assert.Equal("hello", await RedisCliAsync("-p", port, "GET", "greeting"));
+            Assert.Equal("hello", await RedisCliAsync("-p", port, "PUTHASH", "greeting", "x"));
+            Assert.Equal("", await RedisCliAsync("-p", port, "GET", "missing"));
+            Assert.Equal("PONG", await RedisCliAsync("-p", port, "PING"));
+
+            TandemClient ck = cluster.CreateClient();
+            Assert.Equal(KeyValueScenarioTests.Fnv("hello", "x"), await ck.GetAsync("greeting", Timeout()));
+        }
+    }
+
+    [Fact]
+    public async Task StackExchangeRedis_StringSetAndGet_RoundTrip()
+    {
+        (TestCluster cluster, TestServer primary, _) = await StartPairAsync();
+        await using (cluster)
+        {
+            var config = new ConfigurationOptions
+            {
+                EndPoints = { primary.Address },
+                AbortOnConnectFail = false,
+                CommandMap = CommandMap.Create(new HashSet<string> { "SUBSCRIBE", "CLUSTER", "INFO", "CONFIG", "TRACKING" }, available: false),
+            };
+            await using ConnectionMultiplexer redis = await ConnectionMultiplexer.ConnectAsync(config);
+            IDatabase db = redis.GetDatabase();
+            Assert.True(await db.StringSetAsync("se", "redis"));
+            Assert.Equal("redis", (string?)await db.StringGetAsync("se"));
+            Assert.Equal(6, await db.StringAppendAsync("se", "!"));
+            Assert.True(await db.KeyDeleteAsync("se"));
+            Assert.True((await db.StringGetAsync("se")).IsNull);
+            RedisResult old = await db.ExecuteAsync("PUTHASH", "ph", "v");
+            Assert.Equal("", (string?)old);
+        }
+    }
+
+    [Fact]
+    public async Task BadInput_GetsClearErrors_AndTheServerKeepsServing()
+    {
+        (TestCluster cluster, TestServer primary, TestServer backup) = await StartPairAsync();
+        await using (cluster)
+        {
+            TandemClient ck = cluster.CreateClient();
+            await ck.PutAsync("safe", "kept", Timeout());
+
+            Assert.StartsWith("ERR unknown command", (await SendAsync(primary.Address, "FLY", "away")).Text);
+            Assert.StartsWith("ERR wrong number of arguments", (await SendAsync(primary.Address, "GET")).Text);
+            Assert.StartsWith("ERR wrong number of arguments", (await SendAsync(primary.Address, "SET", "a")).Text);
+            Assert.StartsWith("ERR value is", (await SendAsync(primary.Address, "SET", "big", new string('x', 9 * 1024 * 1024))).Text);
+            RespValue wrongNode = await SendAsync(backup.Address, "SET", "a", "b");
+            Assert.Equal(ErrorCodes.NotPrimary, wrongNode.ErrorCode);
+            Assert.Contains(primary.Address, wrongNode.Text);
+
+            foreach (string garbage in new[] { "*2\r\n$3\r\nGET\r\n$abc\r\n", "*-5\r\n", "$5\r\nhello\r\n", "*1\r\n$1073741824\r\n", "*99999999999\r\n" })
+            {
+                string reply = await RawAsync(primary, garbage);
+                Assert.StartsWith("-ERR Protocol error", reply);
+            }
+
+            await CheckAsync(ck, "safe", "kept");
+            Assert.Equal(ErrorCodes.NotPrimary, (await SendAsync(backup.Address, "GET", "safe")).ErrorCode);
+        }
+    }
+
+    private static async Task<string> RawAsync(TestServer server, string bytes)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(server.EndPoint);
+        await socket.SendAsync(Encoding.ASCII.GetBytes(bytes));
+        var buffer = new byte[4096];
+        int total = 0;
+        using var cts = new CancellationTokenSource(Patience);
+        while (true)
+        {
+            int n = await socket.ReceiveAsync(buffer.AsMemory(total), SocketFlags.None, cts.Token);
+            if (n == 0) break; // the server closed the connection after its error reply
+            total += n;
+        }
+        return Encoding.ASCII.GetString(buffer, 0, total);
+    }
+
+    internal static async Task<string> RedisCliAsync(params string[] args)
+    {
+        var info = new ProcessStartInfo("redis-cli") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args) info.ArgumentList.Add(a);
+        using Process p = Process.Start(info) ?? throw new InvalidOperationException("redis-cli is not installed (apt-get install redis-tools)");
+        string output = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.Equal(0, p.ExitCode);
+        return output.TrimEnd('\n');
+    }
+}

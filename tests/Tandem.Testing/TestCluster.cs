@@ -1,0 +1,166 @@
+using System.Net;
+using Tandem.Client;
+using Tandem.Coordinator;
+using Tandem.Protocol;
+using Tandem.Server;
+
+namespace Tandem.Testing;
+
+/// <summary>Settings of a <see cref="TestCluster"/>.</summary>
+public sealed record TestClusterOptions
+{
+    /// <summary>P: the ping interval of coordinator and servers. Default 100 ms.</summary>
+    public TimeSpan PingInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>D: pings missed before a server is dead. Default 5.</summary>
+    public int DeadPings { get; init; } = 5;
+
+    /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
+    public int Seed { get; init; } = 1;
+}
+
+/// <summary>
+/// A coordinator and any number of servers in this process, on real loopback sockets, with the fault verbs
+/// the scenarios need: <see cref="KillAsync"/>, <see cref="RestartAsync"/>, <see cref="SetUnreliable"/>,
+/// <see cref="IsolateFromCoordinator"/> and <see cref="DelayClientsAsync"/>. Every integration test uses it.
+/// </summary>
+public sealed class TestCluster : IAsyncDisposable
+{
+    private readonly List<TestServer> _servers = new();
+    private readonly List<TandemClient> _clients = new();
+    private readonly List<DelayProxy> _proxies = new();
+    private int _nextSeed;
+
+    private TestCluster(TestClusterOptions options, CoordinatorNode coordinator)
+    {
+        Options = options;
+        Coordinator = coordinator;
+        _nextSeed = options.Seed;
+    }
+
+    /// <summary>The settings.</summary>
+    public TestClusterOptions Options { get; }
+
+    /// <summary>The running coordinator.</summary>
+    public CoordinatorNode Coordinator { get; }
+
+    /// <summary>The coordinator's address.</summary>
+    public string CoordinatorAddress => Coordinator.Address;
+
+    /// <summary>P * D: how long a silent server takes to be declared dead.</summary>
+    public TimeSpan DeadTime => Options.PingInterval * Options.DeadPings;
+
+    /// <summary>The servers started so far (running or killed).</summary>
+    public IReadOnlyList<TestServer> Servers => _servers;
+
+    /// <summary>The current view, as the coordinator has it.</summary>
+    public View View => Coordinator.ViewService.CurrentView;
+
+    /// <summary>Starts a coordinator on a free loopback port.</summary>
+    public static async Task<TestCluster> StartAsync(TestClusterOptions? options = null)
+    {
+        options ??= new TestClusterOptions();
+        CoordinatorNode coordinator = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0),
+            ViewService = new ViewServiceOptions { PingInterval = options.PingInterval, DeadPings = options.DeadPings },
+        }, CancellationToken.None);
+        return new TestCluster(options, coordinator);
+    }
+
+    /// <summary>Starts a new server on a free loopback port.</summary>
+    public async Task<TestServer> StartServerAsync()
+    {
+        var faults = new FaultInjection(Interlocked.Increment(ref _nextSeed));
+        var options = new ServerNodeOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0),
+            Coordinator = CoordinatorAddress,
+            PingInterval = Options.PingInterval,
+            Faults = faults,
+        };
+        ServerNode node = await ServerNode.StartAsync(options);
+        var server = new TestServer(options, node, faults);
+        lock (_servers) _servers.Add(server);
+        return server;
+    }
+
+    /// <summary>Crashes <paramref name="server"/>: it answers nothing more and its state is gone.</summary>
+    public Task KillAsync(TestServer server) => server.KillAsync();
+
+    /// <summary>Starts <paramref name="server"/> again at the same address with an empty store (killing it first if running).</summary>
+    public Task RestartAsync(TestServer server) => server.RestartAsync();
+
+    /// <summary>Turns the unreliable network of the scenarios on or off for requests <paramref name="server"/> receives.</summary>
+    public void SetUnreliable(TestServer server, bool unreliable) => server.Faults.Unreliable = unreliable;
+
+    /// <summary>Cuts (or heals) the link from <paramref name="server"/> to the coordinator only; clients and servers still reach it.</summary>
+    public void IsolateFromCoordinator(TestServer server, bool isolated = true) => server.Faults.CoordinatorLinkCut = isolated;
+
+    /// <summary>A proxy in front of <paramref name="server"/> that delays client traffic by <paramref name="delay"/>.</summary>
+    public Task<DelayProxy> DelayClientsAsync(TestServer server, TimeSpan delay)
+    {
+        var proxy = new DelayProxy(server.EndPoint) { Delay = delay };
+        lock (_proxies) _proxies.Add(proxy);
+        return Task.FromResult(proxy);
+    }
+
+    /// <summary>A new exactly-once client of this cluster (disposed with the cluster).</summary>
+    public TandemClient CreateClient(TimeSpan? operationTimeout = null)
+    {
+        var client = new TandemClient(new TandemClientOptions
+        {
+            Coordinator = CoordinatorAddress,
+            OperationTimeout = operationTimeout ?? TimeSpan.FromSeconds(60),
+        });
+        lock (_clients) _clients.Add(client);
+        return client;
+    }
+
+    /// <summary>Waits until the coordinator's view satisfies <paramref name="condition"/>; fails after <paramref name="timeout"/>.</summary>
+    public Task<View> WaitForViewAsync(Func<View, bool> condition, TimeSpan timeout, string what) =>
+        Wait.UntilAsync(() => condition(View) ? View : (View?)null, timeout, what);
+
+    /// <summary>Waits until <paramref name="server"/> is primary in the coordinator's view and acknowledged it (serving).</summary>
+    public Task<View> WaitForPrimaryAsync(TestServer server, TimeSpan timeout) =>
+        Wait.UntilAsync(() => View.Primary == server.Address && server.Node?.Replica.IsServingPrimary == true ? View : (View?)null,
+            timeout, $"{server} to be the serving primary");
+
+    /// <summary>
+    /// Waits until <paramref name="server"/> is the backup of the coordinator's view and the primary has
+    /// acknowledged that view (so the backup holds the whole state).
+    /// </summary>
+    public Task<View> WaitForBackupAsync(TestServer server, TimeSpan timeout) =>
+        Wait.UntilAsync(() => View.Backup == server.Address && Coordinator.ViewService.PrimaryAcked ? View : (View?)null,
+            timeout, $"{server} to be the synced backup");
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        foreach (TandemClient c in _clients) await c.DisposeAsync();
+        foreach (DelayProxy p in _proxies) await p.DisposeAsync();
+        foreach (TestServer s in _servers) await s.KillAsync();
+        await Coordinator.DisposeAsync();
+    }
+}
+
+/// <summary>Polling waits with a deadline, for conditions that become true eventually.</summary>
+public static class Wait
+{
+    /// <summary>Polls <paramref name="probe"/> until it returns a value; throws <see cref="TimeoutException"/> naming <paramref name="what"/>.</summary>
+    public static async Task<T> UntilAsync<T>(Func<T?> probe, TimeSpan timeout, string what) where T : struct
+    {
+        DateTime deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            T? value = probe();
+            if (value.HasValue) return value.Value;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out after {timeout.TotalSeconds:0.#} s waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until true; throws <see cref="TimeoutException"/> naming <paramref name="what"/>.</summary>
+    public static Task UntilAsync(Func<bool> condition, TimeSpan timeout, string what) =>
+        UntilAsync(() => condition() ? true : (bool?)null, timeout, what);
+}

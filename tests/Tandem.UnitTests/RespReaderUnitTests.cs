@@ -1,0 +1,128 @@
+using System.Buffers;
+using System.Text;
+using Tandem.Protocol;
+
+namespace Tandem.UnitTests;
+
+public class RespReaderUnitTests
+{
+    private static ReadOnlySequence<byte> Bytes(string s) => new(Encoding.ASCII.GetBytes(s));
+
+    [Fact]
+    public void TryReadCommand_CompleteArray_ParsesAllArgumentsAndConsumesFrame()
+    {
+        var buffer = Bytes("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n*1\r\n$4\r\nPING\r\n");
+        Assert.True(RespReader.TryReadCommand(ref buffer, RespLimits.Default, out RespCommand? cmd));
+        Assert.Equal("SET k value", cmd!.ToString());
+        Assert.True(RespReader.TryReadCommand(ref buffer, RespLimits.Default, out cmd));
+        Assert.Equal("PING", cmd!.Name);
+        Assert.Equal(0, buffer.Length);
+    }
+
+    [Theory]
+    [InlineData("*2\r\n$3\r\nGET\r\n")]
+    [InlineData("*2\r\n$3\r\nGET\r\n$5\r\nab")]
+    [InlineData("*2\r")]
+    [InlineData("$")]
+    public void TryReadCommand_PartialFrame_ConsumesNothing(string partial)
+    {
+        var buffer = Bytes(partial);
+        Assert.False(RespReader.TryReadCommand(ref buffer, RespLimits.Default, out _));
+        Assert.Equal(partial.Length, buffer.Length);
+    }
+
+    [Fact]
+    public void TryReadCommand_SplitAcrossSegments_Parses()
+    {
+        byte[] all = Encoding.ASCII.GetBytes("*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n");
+        for (int cut = 1; cut < all.Length; cut++)
+        {
+            var buffer = Segmented(all[..cut], all[cut..]);
+            Assert.True(RespReader.TryReadCommand(ref buffer, RespLimits.Default, out RespCommand? cmd));
+            Assert.Equal("GET key", cmd!.ToString());
+        }
+    }
+
+    [Fact]
+    public void TryReadCommand_InlineCommand_SplitsOnSpaces()
+    {
+        var buffer = Bytes("SET  a   b\r\n");
+        Assert.True(RespReader.TryReadCommand(ref buffer, RespLimits.Default, out RespCommand? cmd));
+        Assert.Equal(["SET", "a", "b"], cmd!.Args.Select(Encoding.ASCII.GetString));
+    }
+
+    [Theory]
+    [InlineData("*2\r\n$3\r\nGET\r\n$abc\r\n", "invalid length")]
+    [InlineData("*0\r\n", "at least one")]
+    [InlineData("*-5\r\n", "negative")]
+    [InlineData("*1\r\n:5\r\n", "expected '$'")]
+    [InlineData("*1\r\n$-1\r\n", "null bulk")]
+    [InlineData("*1\r\n$3\r\nabcXY", "CRLF")]
+    [InlineData("*1\r\n$1073741824\r\n", "longer than")]
+    [InlineData("*99999999999\r\n", "longer than")]
+    [InlineData("*1\n", "length line")]
+    public void TryReadCommand_Malformed_ThrowsProtocolError(string input, string message)
+    {
+        var buffer = Bytes(input);
+        var e = Assert.Throws<RespProtocolException>(() => RespReader.TryReadCommand(ref buffer, RespLimits.Default, out _));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void TryReadCommand_EndlessLengthLine_IsRejectedBeforeItEnds()
+    {
+        var buffer = Bytes("*" + new string('1', 100));
+        Assert.Throws<RespProtocolException>(() => RespReader.TryReadCommand(ref buffer, RespLimits.Default, out _));
+    }
+
+    [Fact]
+    public void TryReadCommand_InlineLongerThanLimit_Throws()
+    {
+        var buffer = Bytes(new string('a', 200));
+        var limits = new RespLimits { MaxInlineLength = 100 };
+        Assert.Throws<RespProtocolException>(() => RespReader.TryReadCommand(ref buffer, limits, out _));
+    }
+
+    [Fact]
+    public void TryReadValue_EveryReplyType_RoundTripsThroughWriter()
+    {
+        RespValue original = RespValue.Array([
+            RespValue.Simple("OK"), RespValue.Error("ERR bad"), RespValue.Int(-42), RespValue.Bulk("héllo"),
+            RespValue.NullBulk, RespValue.Array(null), RespValue.Array([RespValue.Int(1)]),
+        ]);
+        var writer = new ArrayBufferWriter<byte>();
+        RespWriter.WriteValue(writer, original);
+        var buffer = new ReadOnlySequence<byte>(writer.WrittenMemory);
+        Assert.True(RespReader.TryReadValue(ref buffer, RespLimits.Default, out RespValue? parsed));
+        Assert.Equal(original.ToString(), parsed!.ToString());
+        Assert.True(parsed.Items![4].IsNull);
+        Assert.Equal("ERR", parsed.Items[1].ErrorCode);
+    }
+
+    [Fact]
+    public void WriteError_WithNewlines_StaysOneLine()
+    {
+        var writer = new ArrayBufferWriter<byte>();
+        RespWriter.WriteError(writer, "ERR a\r\nb");
+        Assert.Equal("-ERR a  b\r\n", Encoding.ASCII.GetString(writer.WrittenSpan));
+    }
+
+    private static ReadOnlySequence<byte> Segmented(byte[] first, byte[] second)
+    {
+        var a = new Segment(first);
+        Segment b = a.Append(second);
+        return new ReadOnlySequence<byte>(a, 0, b, second.Length);
+    }
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(byte[] memory) => Memory = memory;
+
+        public Segment Append(byte[] memory)
+        {
+            var next = new Segment(memory) { RunningIndex = RunningIndex + Memory.Length };
+            Next = next;
+            return next;
+        }
+    }
+}
