@@ -68,6 +68,9 @@ public sealed record ServerNodeOptions
     /// <summary>Fault injection for tests (unreliable network, cut coordinator link). Null in production.</summary>
     public FaultInjection? Faults { get; init; }
 
-    /// <summary>RESP limits for incoming frames, derived from the key and value limits.</summary>
-    internal RespLimits RespLimits => new() { MaxBulkLength = Math.Max(MaxKeyBytes, MaxValueBytes) + 1 };
+    /// <summary>
+    /// RESP limits for incoming frames, derived from the key and value limits: twice the largest, so a value
+    /// somewhat over the limit gets a clear error reply, and a far larger one closes the connection unread.
+    /// </summary>
+    internal RespLimits RespLimits => new() { MaxBulkLength = (int)Math.Min(int.MaxValue, 2L * Math.Max(MaxKeyBytes, MaxValueBytes)) };
 }

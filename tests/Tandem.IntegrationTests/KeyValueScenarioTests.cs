@@ -29,7 +29,7 @@ public class KeyValueScenarioTests
         await cluster.WaitForBackupAsync(s2, Patience);
         await ck.PutAsync("3", "33", Timeout());
         await CheckAsync(ck, "3", "33");
-        await Task.Delay(cluster.Options.PingInterval * 3);
+        await Task.Delay(cluster.Options.PingInterval * 3, TestContext.Current.CancellationToken);
         await ck.PutAsync("4", "44", Timeout());
         await CheckAsync(ck, "4", "44");
 
@@ -43,8 +43,8 @@ public class KeyValueScenarioTests
         TestServer s3 = await cluster.StartServerAsync();
         TandemClient fresh = cluster.CreateClient();
         Task<string> get = fresh.GetAsync("1", Timeout(TimeSpan.FromSeconds(5)));
-        await Task.WhenAny(get, Task.Delay(TimeSpan.FromSeconds(2)));
-        Assert.False(get.IsCompletedSuccessfully, $"a Get returned '{(get.IsCompletedSuccessfully ? get.Result : "")}' with no initialized primary");
+        await Task.WhenAny(get, Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken));
+        Assert.False(get.IsCompletedSuccessfully, "a Get returned with no initialized primary");
         Assert.NotEqual(s3.Address, cluster.View.Primary);
         await Assert.ThrowsAnyAsync<Exception>(() => get);
     }
@@ -75,9 +75,9 @@ public class KeyValueScenarioTests
         await using TestCluster cluster = await TestCluster.StartAsync();
         TestServer s1 = await cluster.StartServerAsync();
         await cluster.WaitForPrimaryAsync(s1, Patience);
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
         TestServer s2 = await cluster.StartServerAsync();
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
         TestServer s3 = await cluster.StartServerAsync();
         await cluster.WaitForBackupAsync(s2, Patience);
         Assert.Equal(s1.Address, cluster.View.Primary);
@@ -151,7 +151,7 @@ public class KeyValueScenarioTests
             servers.Add(await cluster.StartServerAsync());
             if (i == 0) await cluster.WaitForPrimaryAsync(servers[0], Patience);
         }
-        await cluster.WaitForBackupAsync(servers[1], Patience);
+        await cluster.WaitForSyncedPairAsync(Patience);
 
         using var done = new CancellationTokenSource();
         Task killer = KillerAsync(cluster, servers, TimeSpan.FromSeconds(20), done);
@@ -170,7 +170,7 @@ public class KeyValueScenarioTests
                 await ck.PutAsync(key, value, Timeout(TimeSpan.FromSeconds(30)));
                 last[key] = value;
                 ops++;
-                await Task.Delay(10);
+                await Task.Delay(10, TestContext.Current.CancellationToken);
             }
             return ops;
         })).ToArray();
@@ -194,7 +194,7 @@ public class KeyValueScenarioTests
             servers.Add(await cluster.StartServerAsync());
             if (i == 0) await cluster.WaitForPrimaryAsync(servers[0], Patience);
         }
-        await cluster.WaitForBackupAsync(servers[1], Patience);
+        await cluster.WaitForSyncedPairAsync(Patience);
         foreach (TestServer s in servers) cluster.SetUnreliable(s, true);
 
         using var done = new CancellationTokenSource();
@@ -247,7 +247,7 @@ public class KeyValueScenarioTests
         await ck2.PutAsync("a", "111", Timeout());
         await CheckAsync(ck2, "a", "111");
 
-        await Task.Delay(TimeSpan.FromSeconds(5));
+        await Task.Delay(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
         AssertNotAnswered(staleGet);
         await CheckAsync(ck2, "a", "111");
     }
@@ -273,7 +273,7 @@ public class KeyValueScenarioTests
         await ck.PutAsync("a", "2", Timeout());
         await cluster.KillAsync(s2);
 
-        await Task.Delay(TimeSpan.FromSeconds(6));
+        await Task.Delay(TimeSpan.FromSeconds(6), TestContext.Current.CancellationToken);
         AssertNotAnswered(staleGet);
         await CheckAsync(ck, "a", "2");
     }
@@ -299,9 +299,9 @@ public class KeyValueScenarioTests
             {
                 TestServer victim = servers[random.Next(servers.Count)];
                 await cluster.KillAsync(victim);
-                await Task.Delay(TimeSpan.FromSeconds(1));
+                await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
                 await cluster.RestartAsync(victim);
-                await Task.Delay(TimeSpan.FromSeconds(1));
+                await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
             }
         }
         finally

@@ -134,6 +134,11 @@ public sealed class TestCluster : IAsyncDisposable
         Wait.UntilAsync(() => View.Backup == server.Address && Coordinator.ViewService.PrimaryAcked ? View : (View?)null,
             timeout, $"{server} to be the synced backup");
 
+    /// <summary>Waits for a view with a primary and a backup that the primary has acknowledged (the pair is synced).</summary>
+    public Task<View> WaitForSyncedPairAsync(TimeSpan timeout) =>
+        Wait.UntilAsync(() => View is { Primary: not "", Backup: not "" } && Coordinator.ViewService.PrimaryAcked ? View : (View?)null,
+            timeout, "a synced primary/backup pair");
+
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {

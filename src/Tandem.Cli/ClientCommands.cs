@@ -1,0 +1,121 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Tandem.Client;
+
+namespace Tandem.Cli;
+
+/// <summary><c>tandem status|get|put|puthash|append|del</c>: one call through <see cref="TandemClient"/>.</summary>
+internal static class ClientCommands
+{
+    private const string CoordinatorVariable = "TANDEM_COORDINATOR";
+    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(10);
+
+    public static IEnumerable<Command> Create()
+    {
+        var key = new Argument<string>("KEY") { Description = "The key." };
+        var value = new Argument<string>("VALUE") { Description = "The value (UTF-8)." };
+
+        var json = new Option<bool>("--json") { Description = "Print the coordinator's status as one line of JSON." };
+        yield return ClientCommand("status", "Show the current view and the servers the coordinator knows.", [json],
+            async (parse, client, ct) =>
+            {
+                string status = await client.GetStatusJsonAsync(ct);
+                return parse.GetValue(json) ? Compact(status) : Readable(status);
+            });
+        yield return ClientCommand("get", "Print the value of KEY (an empty line if it is not set).", [key],
+            (parse, client, ct) => client.GetAsync(parse.GetValue(key)!, ct));
+        yield return ClientCommand("put", "Set KEY to VALUE.", [key, value],
+            async (parse, client, ct) =>
+            {
+                await client.PutAsync(parse.GetValue(key)!, parse.GetValue(value)!, ct);
+                return "OK";
+            });
+        yield return ClientCommand("puthash", "Set KEY to the FNV-1a hash of its old value + VALUE; print the old value.", [key, value],
+            (parse, client, ct) => client.PutHashAsync(parse.GetValue(key)!, parse.GetValue(value)!, ct));
+        yield return ClientCommand("append", "Append VALUE to KEY; print the new length.", [key, value],
+            async (parse, client, ct) =>
+                (await client.AppendAsync(parse.GetValue(key)!, parse.GetValue(value)!, ct)).ToString(CultureInfo.InvariantCulture));
+        yield return ClientCommand("del", "Delete KEY; print 1 if it existed, else 0.", [key],
+            async (parse, client, ct) => await client.DeleteAsync(parse.GetValue(key)!, ct) ? "1" : "0");
+    }
+
+    private static Command ClientCommand(string name, string description, Symbol[] symbols,
+        Func<ParseResult, TandemClient, CancellationToken, Task<string>> run)
+    {
+        Option<string> coordinator = CliParsers.Remote("--coordinator",
+            $"The coordinator. Default: ${CoordinatorVariable}, else 127.0.0.1:7000.",
+            () => Environment.GetEnvironmentVariable(CoordinatorVariable) is { Length: > 0 } env ? env : "127.0.0.1:7000");
+        Option<TimeSpan?> timeout = CliParsers.Duration("--timeout", DefaultTimeout, "Give up after this long.");
+
+        var command = new Command(name, description);
+        foreach (Symbol symbol in symbols)
+        {
+            if (symbol is Argument argument) command.Arguments.Add(argument);
+            else command.Options.Add((Option)symbol);
+        }
+        command.Options.Add(coordinator);
+        command.Options.Add(timeout);
+        command.SetAction(async (parse, ct) =>
+        {
+            TandemClientOptions options;
+            try
+            {
+                options = new TandemClientOptions { Coordinator = parse.GetValue(coordinator)!, OperationTimeout = parse.GetDuration(timeout, DefaultTimeout) };
+            }
+            catch (ArgumentException e)
+            {
+                return NodeCommands.Fail($"--coordinator: {e.Message}");
+            }
+            await using var client = new TandemClient(options);
+            try
+            {
+                Console.WriteLine(await run(parse, client, ct));
+                return 0;
+            }
+            catch (Exception e) when (e is TimeoutException or TandemException or JsonException)
+            {
+                return NodeCommands.Fail(e.Message);
+            }
+        });
+        return command;
+    }
+
+    private static string Compact(string json)
+    {
+        using JsonDocument document = JsonDocument.Parse(json);
+        return document.RootElement.GetRawText().Contains('\n') ? JsonSerializer.Serialize(document.RootElement) : document.RootElement.GetRawText();
+    }
+
+    private static string Readable(string json)
+    {
+        using JsonDocument document = JsonDocument.Parse(json);
+        JsonElement root = document.RootElement;
+        string Field(string name) => root.TryGetProperty(name, out JsonElement e)
+            ? e.ValueKind == JsonValueKind.String ? e.GetString() is { Length: > 0 } s ? s : "(none)" : e.GetRawText()
+            : "?";
+        var text = new StringBuilder();
+        text.AppendLine($"view:    {Field("view")}{(root.TryGetProperty("acked", out JsonElement acked) && acked.ValueKind == JsonValueKind.False ? " (not yet acknowledged by the primary)" : "")}");
+        text.AppendLine($"primary: {Field("primary")}");
+        text.AppendLine($"backup:  {Field("backup")}");
+        text.Append("servers:");
+        if (root.TryGetProperty("servers", out JsonElement servers) && servers.ValueKind == JsonValueKind.Array && servers.GetArrayLength() > 0)
+        {
+            foreach (JsonElement server in servers.EnumerateArray()) text.Append("\n  ").Append(Describe(server));
+        }
+        else
+        {
+            text.Append(" (none)");
+        }
+        return text.ToString();
+    }
+
+    private static string Describe(JsonElement server) => server.ValueKind switch
+    {
+        JsonValueKind.String => server.GetString() ?? "",
+        JsonValueKind.Object => string.Join("  ", server.EnumerateObject().Select(p =>
+            p.Value.ValueKind == JsonValueKind.String ? $"{p.Name}={p.Value.GetString()}" : $"{p.Name}={p.Value.GetRawText()}")),
+        _ => server.GetRawText(),
+    };
+}

@@ -1,0 +1,172 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Tandem.Coordinator;
+using Tandem.Server;
+
+namespace Tandem.Cli;
+
+/// <summary><c>tandem coordinator</c>, <c>tandem server</c> and <c>tandem dev</c>: run nodes until SIGINT/SIGTERM.</summary>
+internal static class NodeCommands
+{
+    private static readonly TimeSpan DefaultPingInterval = TimeSpan.FromMilliseconds(100);
+
+    public static IEnumerable<Command> Create() => [Coordinator(), Server(), Dev()];
+
+    private static Command Coordinator()
+    {
+        Option<IPEndPoint> listen = CliParsers.Listen("Address to listen on, for servers and clients.");
+        Option<TimeSpan?> pingInterval = CliParsers.Duration("--ping-interval", DefaultPingInterval, "How often servers are expected to ping.");
+        var deadPings = new Option<int>("--dead-pings")
+        {
+            Description = "Missed pings after which a server is dead.",
+            HelpName = "N",
+            DefaultValueFactory = _ => 5,
+        };
+        deadPings.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--dead-pings must be at least 1"); });
+
+        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings };
+        command.SetAction(async (parse, ct) =>
+        {
+            using ILoggerFactory logging = ConsoleLogging();
+            CoordinatorNode node;
+            try
+            {
+                node = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+                {
+                    Listen = parse.GetValue(listen)!,
+                    ViewService = new ViewServiceOptions { PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval), DeadPings = parse.GetValue(deadPings) },
+                    LoggerFactory = logging,
+                }, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Fail($"cannot start the coordinator on {parse.GetValue(listen)}: {e.Message}");
+            }
+            Console.WriteLine($"tandem coordinator listening on {node.Address}");
+            await Signals.WaitForShutdownAsync(ct);
+            await node.StopAsync();
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Server()
+    {
+        Option<IPEndPoint> listen = CliParsers.Listen("Address to listen on; it is also this server's identity in views.");
+        Option<string> coordinator = CliParsers.Remote("--coordinator", "The coordinator to ping.");
+        Option<TimeSpan?> pingInterval = CliParsers.Duration("--ping-interval", DefaultPingInterval, "How often to ping the coordinator.");
+
+        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval };
+        command.SetAction(async (parse, ct) =>
+        {
+            using ILoggerFactory logging = ConsoleLogging();
+            ServerNode node;
+            try
+            {
+                node = await ServerNode.StartAsync(new ServerNodeOptions
+                {
+                    Listen = parse.GetValue(listen)!,
+                    Coordinator = parse.GetValue(coordinator)!,
+                    PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval),
+                    LoggerFactory = logging,
+                }, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Fail($"cannot start the server on {parse.GetValue(listen)}: {e.Message}");
+            }
+            Console.WriteLine($"tandem server listening on {node.Address}, coordinator {parse.GetValue(coordinator)}");
+            await Signals.WaitForShutdownAsync(ct);
+            await node.StopAsync();
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Dev()
+    {
+        var servers = new Option<int>("--servers") { HelpName = "N", Description = "Number of servers.", DefaultValueFactory = _ => 3 };
+        servers.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100) r.AddError("--servers must be between 1 and 100"); });
+        var port = new Option<int>("--port") { HelpName = "PORT", Description = "Coordinator port; servers take the next ports.", DefaultValueFactory = _ => 7000 };
+        port.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 65000) r.AddError("--port must be between 1 and 65000"); });
+
+        var command = new Command("dev", "Run a coordinator and servers on 127.0.0.1 in this process, for trying Tandem out.") { servers, port };
+        command.SetAction(async (parse, ct) =>
+        {
+            int count = parse.GetValue(servers), basePort = parse.GetValue(port);
+            using ILoggerFactory logging = ConsoleLogging();
+            CoordinatorNode coordinator;
+            try
+            {
+                coordinator = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+                {
+                    Listen = new IPEndPoint(IPAddress.Loopback, basePort),
+                    ViewService = new ViewServiceOptions(),
+                    LoggerFactory = logging,
+                }, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Fail($"cannot start the coordinator on 127.0.0.1:{basePort}: {e.Message}");
+            }
+            coordinator.ViewService.ViewChanged += view => Console.WriteLine($"{DateTime.Now:HH:mm:ss.fff} {view}");
+
+            var nodes = new List<ServerNode>();
+            int exitCode = 0;
+            try
+            {
+                for (int i = 1; i <= count; i++)
+                {
+                    nodes.Add(await ServerNode.StartAsync(new ServerNodeOptions
+                    {
+                        Listen = new IPEndPoint(IPAddress.Loopback, basePort + i),
+                        Coordinator = coordinator.Address,
+                        LoggerFactory = logging,
+                    }, ct));
+                }
+                PrintDevBanner(coordinator.Address, basePort, count);
+                await Signals.WaitForShutdownAsync(ct);
+                Console.WriteLine("stopping...");
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                exitCode = Fail($"cannot start server {nodes.Count + 1} on 127.0.0.1:{basePort + nodes.Count + 1}: {e.Message}");
+            }
+            finally
+            {
+                await Task.WhenAll(nodes.Select(n => n.StopAsync()));
+                await coordinator.StopAsync();
+            }
+            return exitCode;
+        });
+        return command;
+    }
+
+    private static void PrintDevBanner(string coordinator, int basePort, int count)
+    {
+        string first = (basePort + 1).ToString(CultureInfo.InvariantCulture);
+        string last = (basePort + count).ToString(CultureInfo.InvariantCulture);
+        string flag = coordinator == "127.0.0.1:7000" ? "" : $" --coordinator {coordinator}";
+        Console.WriteLine($"""
+            tandem dev: coordinator on {coordinator}, {count} server(s) on 127.0.0.1:{first}{(count > 1 ? "-" + last : "")}
+              tandem status{flag}
+              tandem put KEY VALUE{flag}
+              tandem get KEY{flag}
+              redis-cli -p PORT         (plain RESP on the primary; the others answer NOTPRIMARY)
+            View changes are printed below. Press Ctrl-C to stop.
+            """);
+    }
+
+    private static ILoggerFactory ConsoleLogging() => LoggerFactory.Create(builder => builder
+        .SetMinimumLevel(LogLevel.Warning)
+        .AddSimpleConsole(o => o.SingleLine = true)
+        .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+
+    internal static int Fail(string message)
+    {
+        Console.Error.WriteLine($"tandem: {message}");
+        return 1;
+    }
+}

@@ -1,0 +1,349 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Tandem.Client;
+using Tandem.Net;
+using Tandem.Protocol;
+
+namespace Tandem.UnitTests;
+
+public class ClientRequestWindowTests
+{
+    [Fact]
+    public void AckedThrough_BeforeAnyRequest_IsZero()
+    {
+        Assert.Equal(0, new RequestWindow().AckedThrough);
+    }
+
+    [Fact]
+    public void AckedThrough_IsBelowTheOldestRequestStillInFlight()
+    {
+        var window = new RequestWindow();
+        Assert.Equal(1, window.Begin());
+        Assert.Equal(2, window.Begin());
+        Assert.Equal(3, window.Begin());
+        Assert.Equal(0, window.AckedThrough);
+
+        window.Complete(2);
+        Assert.Equal(0, window.AckedThrough);
+        window.Complete(1);
+        Assert.Equal(2, window.AckedThrough);
+        window.Complete(3);
+        Assert.Equal(3, window.AckedThrough);
+
+        Assert.Equal(4, window.Begin());
+        Assert.Equal(3, window.AckedThrough);
+        Assert.Equal(1, window.InFlight);
+    }
+
+    [Fact]
+    public void AckedThrough_IsAlwaysBelowTheRequestItIsSentWith()
+    {
+        var window = new RequestWindow();
+        long first = window.Begin();
+        window.Begin();
+        window.Complete(first);
+        long third = window.Begin();
+        Assert.True(window.AckedThrough < third);
+        Assert.Equal(1, window.AckedThrough);
+    }
+
+    [Fact]
+    public async Task ConcurrentRequests_GetDistinctNumbers_AndEndFullyAcked()
+    {
+        var window = new RequestWindow();
+        var seen = new ConcurrentDictionary<long, bool>();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                long seq = window.Begin();
+                Assert.True(seen.TryAdd(seq, true));
+                Assert.True(window.AckedThrough < seq);
+                window.Complete(seq);
+            }
+        }, TestContext.Current.CancellationToken)));
+        Assert.Equal(8000, seen.Count);
+        Assert.Equal(8000, window.AckedThrough);
+        Assert.Equal(0, window.InFlight);
+    }
+}
+
+public class ClientOptionsTests
+{
+    [Fact]
+    public void Defaults_MatchTheDocumentation()
+    {
+        var options = new TandemClientOptions();
+        Assert.Equal("127.0.0.1:7000", options.Coordinator);
+        Assert.Equal(TimeSpan.FromSeconds(1), options.AttemptTimeout);
+        Assert.Equal(TimeSpan.FromMilliseconds(200), options.MaxBackoff);
+        Assert.Null(options.OperationTimeout);
+    }
+
+    [Theory]
+    [InlineData("nonsense")]
+    [InlineData("host:")]
+    [InlineData(":7000")]
+    [InlineData("host:70000")]
+    [InlineData("")]
+    public void Coordinator_NotHostPort_Throws(string address)
+    {
+        Assert.Throws<ArgumentException>(() => new TandemClientOptions { Coordinator = address });
+    }
+
+    [Fact]
+    public void Coordinator_HostNameOrIp_IsAccepted()
+    {
+        Assert.Equal("db.example:7000", new TandemClientOptions { Coordinator = "db.example:7000" }.Coordinator);
+        Assert.Equal("[::1]:7000", new TandemClientOptions { Coordinator = "[::1]:7000" }.Coordinator);
+    }
+
+    [Fact]
+    public void Timeouts_NotPositive_Throw()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TandemClientOptions { AttemptTimeout = TimeSpan.Zero });
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TandemClientOptions { MaxBackoff = TimeSpan.FromMilliseconds(-1) });
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TandemClientOptions { OperationTimeout = TimeSpan.Zero });
+        Assert.Null(new TandemClientOptions { OperationTimeout = null }.OperationTimeout);
+    }
+}
+
+/// <summary>TandemClient against a fake coordinator and a fake server on real loopback sockets.</summary>
+public class ClientRetryTests
+{
+    [Fact]
+    public async Task LostAndRefusedWrite_IsRetriedWithTheSameNumber()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        // First XREQ: connection dropped without a reply; second: NOTPRIMARY; then success.
+        cluster.Server.Script.Enqueue(null);
+        cluster.Server.Script.Enqueue(RespValue.Error("NOTPRIMARY try elsewhere"));
+        await using var client = cluster.CreateClient();
+
+        string old = await client.PutHashAsync("k", "v", TestContext.Current.CancellationToken);
+
+        Assert.Equal("old:k", old);
+        string[][] writes = cluster.Server.Received.Where(c => c[0] == "XREQ").ToArray();
+        Assert.Equal(3, writes.Length);
+        foreach (string[] w in writes)
+        {
+            Assert.Equal(["XREQ", client.ClientId.ToString(), "1", "0", "PUTHASH", "k", "v"], w);
+        }
+        Assert.True(cluster.Coordinator.ViewRequests >= 3, "the client asks the coordinator on start and after each failure");
+
+        await client.PutAsync("k2", "v2", TestContext.Current.CancellationToken);
+        Assert.Equal(["XREQ", client.ClientId.ToString(), "2", "1", "SET", "k2", "v2"], cluster.Server.Received.Last());
+    }
+
+    [Fact]
+    public async Task Get_OfMissingKey_ReturnsEmptyString_AndIsSentPlain()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+
+        Assert.Equal("", await client.GetAsync("missing", TestContext.Current.CancellationToken));
+        Assert.Equal(["GET", "missing"], cluster.Server.Received.Single());
+    }
+
+    [Fact]
+    public async Task Get_AfterTryAgain_Retries_AndKeepsTheCachedPrimaryOtherwise()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.Script.Enqueue(RespValue.Error("TRYAGAIN backup unreachable"));
+        await using var client = cluster.CreateClient();
+
+        Assert.Equal("", await client.GetAsync("a", TestContext.Current.CancellationToken));
+        int asked = cluster.Coordinator.ViewRequests;
+        Assert.Equal(2, asked);
+        Assert.Equal("", await client.GetAsync("b", TestContext.Current.CancellationToken));
+        Assert.Equal(asked, cluster.Coordinator.ViewRequests);
+    }
+
+    [Fact]
+    public async Task WriteReplies_AreDecoded()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+
+        Assert.Equal(7, await client.AppendAsync("k", "abc", ct));
+        Assert.True(await client.DeleteAsync("k", ct));
+        View view = await client.GetViewAsync(ct);
+        Assert.Equal(new View(1, cluster.Server.Address, ""), view);
+    }
+
+    [Fact]
+    public async Task ErrReply_ThrowsTandemException_WithoutRetrying()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.Script.Enqueue(RespValue.Error("ERR value too large"));
+        await using var client = cluster.CreateClient();
+
+        var e = await Assert.ThrowsAsync<TandemException>(() => client.PutAsync("k", "v", TestContext.Current.CancellationToken));
+        Assert.Equal("ERR", e.Code);
+        Assert.Contains("value too large", e.Message);
+        Assert.Single(cluster.Server.Received);
+    }
+
+    [Fact]
+    public async Task ExpiredReply_ThrowsTandemException()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.Script.Enqueue(RespValue.Error("EXPIRED session gone"));
+        await using var client = cluster.CreateClient();
+
+        var e = await Assert.ThrowsAsync<TandemException>(() => client.PutHashAsync("k", "v", TestContext.Current.CancellationToken));
+        Assert.Equal("EXPIRED", e.Code);
+    }
+
+    [Fact]
+    public async Task NoPrimary_TimesOut_SayingWhatItWaitedFor()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Coordinator.NoPrimary = true;
+        await using var client = cluster.CreateClient(TimeSpan.FromMilliseconds(300));
+
+        var e = await Assert.ThrowsAsync<TimeoutException>(() => client.GetAsync("k", TestContext.Current.CancellationToken));
+        Assert.Equal($"timed out after 300ms waiting for a primary (coordinator {cluster.Coordinator.Address})", e.Message);
+        Assert.True(cluster.Coordinator.ViewRequests > 1, "a view without a primary is asked again");
+    }
+
+    [Fact]
+    public async Task CallerCancellation_ThrowsOperationCanceled()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Coordinator.NoPrimary = true;
+        await using var client = cluster.CreateClient();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetAsync("k", cts.Token));
+    }
+
+    [Fact]
+    public async Task HungServer_AttemptTimesOut_AndTheCallRetries()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.HangFirst = true;
+        await using var client = cluster.CreateClient(attemptTimeout: TimeSpan.FromMilliseconds(200));
+
+        Assert.Equal("old:k", await client.PutHashAsync("k", "v", TestContext.Current.CancellationToken));
+        Assert.All(cluster.Server.Received, w => Assert.Equal("1", w[2]));
+        Assert.True(cluster.Server.Received.Count >= 2);
+    }
+
+    [Fact]
+    public async Task ConcurrentCalls_ShareOneConnection_AndAllSucceed()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+
+        string[] olds = await Task.WhenAll(Enumerable.Range(0, 200)
+            .Select(i => client.PutHashAsync($"k{i}", "v", TestContext.Current.CancellationToken)));
+
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => $"old:k{i}"), olds);
+        Assert.Equal(1, cluster.Server.Connections);
+        Assert.Equal(200, cluster.Server.Received.Select(w => w[2]).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Dispose_ThenCall_ThrowsObjectDisposed()
+    {
+        var client = new TandemClient();
+        await client.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetAsync("k", TestContext.Current.CancellationToken));
+    }
+
+    private sealed class FakeCluster : IAsyncDisposable
+    {
+        private readonly RespHost _coordinatorHost, _serverHost;
+
+        private FakeCluster(FakeCoordinator coordinator, RespHost coordinatorHost, FakeServer server, RespHost serverHost)
+        {
+            (Coordinator, _coordinatorHost, Server, _serverHost) = (coordinator, coordinatorHost, server, serverHost);
+        }
+
+        public FakeCoordinator Coordinator { get; }
+        public FakeServer Server { get; }
+
+        public static async Task<FakeCluster> StartAsync()
+        {
+            var server = new FakeServer();
+            RespHost serverHost = await RespHost.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), server);
+            server.Address = $"127.0.0.1:{serverHost.EndPoint.Port}";
+            var coordinator = new FakeCoordinator(server.Address);
+            RespHost coordinatorHost = await RespHost.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), coordinator);
+            coordinator.Address = $"127.0.0.1:{coordinatorHost.EndPoint.Port}";
+            return new FakeCluster(coordinator, coordinatorHost, server, serverHost);
+        }
+
+        public TandemClient CreateClient(TimeSpan? operationTimeout = null, TimeSpan? attemptTimeout = null) => new(new TandemClientOptions
+        {
+            Coordinator = Coordinator.Address,
+            OperationTimeout = operationTimeout ?? TimeSpan.FromSeconds(10),
+            AttemptTimeout = attemptTimeout ?? TimeSpan.FromSeconds(1),
+        });
+
+        public async ValueTask DisposeAsync()
+        {
+            await _serverHost.DisposeAsync();
+            await _coordinatorHost.DisposeAsync();
+        }
+    }
+
+    private sealed class FakeCoordinator(string primary) : RespConnectionHandler
+    {
+        private int _viewRequests;
+
+        public string Address { get; set; } = "";
+        public volatile bool NoPrimary;
+        public int ViewRequests => Volatile.Read(ref _viewRequests);
+
+        protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+        {
+            if (command.Name != Commands.VsView) return new(RespValue.Error("ERR unknown command"));
+            Interlocked.Increment(ref _viewRequests);
+            return new((NoPrimary ? new View(0, "", "") : new View(1, primary, "")).ToResp());
+        }
+    }
+
+    /// <summary>Answers each command with the next scripted reply if any (null: close the connection unanswered), else a canned success.</summary>
+    private sealed class FakeServer : RespConnectionHandler
+    {
+        private int _connections;
+
+        public string Address { get; set; } = "";
+        public ConcurrentQueue<RespValue?> Script { get; } = new();
+        public ConcurrentQueue<string[]> Received { get; } = new();
+        public volatile bool HangFirst;
+        public int Connections => Volatile.Read(ref _connections);
+
+        public override Task OnConnectedAsync(ConnectionContext connection)
+        {
+            Interlocked.Increment(ref _connections);
+            return base.OnConnectedAsync(connection);
+        }
+
+        protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+        {
+            string[] args = Enumerable.Range(0, command.Count).Select(command.Text).ToArray();
+            Received.Enqueue(args);
+            if (HangFirst)
+            {
+                HangFirst = false;
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+            if (Script.TryDequeue(out RespValue? scripted)) return scripted;
+            string[] op = args[0] == "XREQ" ? args[4..] : args;
+            return op[0] switch
+            {
+                "GET" => RespValue.NullBulk,
+                "SET" => RespValue.Ok,
+                "PUTHASH" => RespValue.Bulk("old:" + op[1]),
+                "APPEND" => RespValue.Int(7),
+                "DEL" => RespValue.Int(1),
+                _ => RespValue.Error("ERR unknown command"),
+            };
+        }
+    }
+}
