@@ -81,7 +81,7 @@ public class WireCompatibilityTests
             Assert.Equal(ErrorCodes.NotPrimary, wrongNode.ErrorCode);
             Assert.Contains(primary.Address, wrongNode.Text);
 
-            foreach (string garbage in new[] { "*2\r\n$3\r\nGET\r\n$abc\r\n", "*-5\r\n", "$5\r\nhello\r\n", "*1\r\n$1073741824\r\n", "*99999999999\r\n" })
+            foreach (string garbage in new[] { "*2\r\n$3\r\nGET\r\n$abc\r\n", "*-5\r\n", "*1\r\n:1\r\n", "*1\r\n$1073741824\r\n", "*99999999999\r\n" })
             {
                 string reply = await RawAsync(primary, garbage);
                 Assert.StartsWith("-ERR Protocol error", reply);
