@@ -5,6 +5,17 @@ using Tandem.Protocol;
 
 namespace Tandem.Net;
 
+/// <summary>What the network does with one request (see <see cref="RespConnectionHandler.Admit"/>).</summary>
+public enum Delivery
+{
+    /// <summary>Run it and reply.</summary>
+    Deliver,
+    /// <summary>Never run it (nor anything after it); close the connection.</summary>
+    Drop,
+    /// <summary>Run it, then close the connection instead of replying.</summary>
+    LoseReply,
+}
+
 /// <summary>
 /// The read loop every Tandem node uses: read from the pipe, parse every complete command in the buffer,
 /// start each one in order, then write all their replies in order and flush once. Commands of one read
@@ -16,10 +27,17 @@ public abstract class RespConnectionHandler : ConnectionHandler
     protected virtual RespLimits Limits => RespLimits.Default;
 
     /// <summary>
-    /// Runs one command. Returning null closes the connection without a reply (used to inject lost replies).
+    /// Runs one command. Returning null closes the connection without a reply (a node that was killed).
     /// Must not throw for bad input: answer an error reply instead.
     /// </summary>
     protected abstract ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection);
+
+    /// <summary>
+    /// Decides, before a command runs, whether the network delivers it (fault injection). A dropped command
+    /// and every command after it on the connection never run, as when a TCP stream breaks; a command whose
+    /// reply is lost runs, and the connection closes before its reply.
+    /// </summary>
+    protected virtual Delivery Admit(RespCommand command) => Delivery.Deliver;
 
     /// <inheritdoc />
     public override async Task OnConnectedAsync(ConnectionContext connection)
@@ -34,12 +52,18 @@ public abstract class RespConnectionHandler : ConnectionHandler
                 ReadResult result = await input.ReadAsync(connection.ConnectionClosed);
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 string? protocolError = null;
+                bool closeAfterReplies = false;
+                int replies = 0;
                 try
                 {
-                    while (RespReader.TryReadCommand(ref buffer, Limits, out RespCommand? command))
+                    while (!closeAfterReplies && RespReader.TryReadCommand(ref buffer, Limits, out RespCommand? command))
                     {
                         if (command!.Count == 0) continue; // empty inline line
+                        Delivery delivery = Admit(command);
+                        closeAfterReplies = delivery != Delivery.Deliver;
+                        if (delivery == Delivery.Drop) break;
                         started.Add(ExecuteAsync(command, connection));
+                        if (delivery == Delivery.Deliver) replies++;
                     }
                 }
                 catch (RespProtocolException e)
@@ -48,10 +72,10 @@ public abstract class RespConnectionHandler : ConnectionHandler
                 }
                 input.AdvanceTo(buffer.Start, buffer.End);
 
-                foreach (ValueTask<RespValue?> task in started)
+                for (int i = 0; i < started.Count; i++)
                 {
-                    RespValue? reply = await task;
-                    if (reply is null)
+                    RespValue? reply = await started[i];
+                    if (reply is null || i >= replies)
                     {
                         await output.FlushAsync();
                         return;
@@ -59,6 +83,11 @@ public abstract class RespConnectionHandler : ConnectionHandler
                     RespWriter.WriteValue(output, reply);
                 }
                 started.Clear();
+                if (closeAfterReplies)
+                {
+                    await output.FlushAsync();
+                    return;
+                }
 
                 if (protocolError is not null)
                 {

@@ -1,3 +1,5 @@
+using Tandem.Net;
+
 namespace Tandem.Server;
 
 /// <summary>
@@ -25,24 +27,13 @@ public sealed class FaultInjection(int seed = 0)
     public bool CoordinatorLinkCut { get; set; }
 
     /// <summary>Draws the fate of one request.</summary>
-    public RequestFate NextRequestFate()
+    public Delivery NextDelivery()
     {
-        if (DropAllRequests) return RequestFate.Drop;
-        if (!Unreliable) return RequestFate.Deliver;
+        if (DropAllRequests) return Delivery.Drop;
+        if (!Unreliable) return Delivery.Deliver;
         double r;
         lock (_random) r = _random.NextDouble();
-        if (r < 0.10) return RequestFate.Drop;
-        return (r - 0.10) / 0.90 < 0.18 ? RequestFate.LoseReply : RequestFate.Deliver;
+        if (r < 0.10) return Delivery.Drop;
+        return (r - 0.10) / 0.90 < 0.18 ? Delivery.LoseReply : Delivery.Deliver;
     }
-}
-
-/// <summary>What the fault layer does with one request.</summary>
-public enum RequestFate
-{
-    /// <summary>Process and reply.</summary>
-    Deliver,
-    /// <summary>Close the connection without processing.</summary>
-    Drop,
-    /// <summary>Process, then close the connection instead of replying.</summary>
-    LoseReply,
 }

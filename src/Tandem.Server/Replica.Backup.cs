@@ -59,7 +59,8 @@ public sealed partial class Replica
         string part = cmd.Text(4).ToUpperInvariant();
         if (part == "BEGIN")
         {
-            _initialized = false;
+            // The live state stays a valid copy (it holds every committed write) until END swaps in the new
+            // one, so a transfer that breaks halfway leaves this backup promotable.
             _backupSession = null;
             _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), _options.Duplicates);
             return RespValue.Ok;
@@ -85,6 +86,12 @@ public sealed partial class Replica
                 }
                 return RespValue.Ok;
             case "END":
+                // The counts guard against a snapshot that lost a chunk on the way.
+                if (ParseLong(cmd, 5) != _incoming.Entries.Count || ParseLong(cmd, 6) != _incoming.Duplicates.ClientCount)
+                {
+                    _incoming = null;
+                    return RespValue.Error($"{ErrorCodes.Err} snapshot {session} is incomplete");
+                }
                 _state.Install(new Snapshot(_incoming.LastApplied, _incoming.Entries, _incoming.Duplicates));
                 _incoming = null;
                 _backupSession = session;

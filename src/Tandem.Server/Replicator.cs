@@ -317,6 +317,8 @@ internal sealed class Replicator
         if (chunk.Count > 5) await Send(chunk);
 
         List<byte[]> end = Header("END");
+        end.Add(Replica.Ascii(snapshot.Entries.Count));
+        end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));
         await Send(end);
         while (pending.Count > 1) Check(await pending.Dequeue());
         RespValue last = await pending.Dequeue();

@@ -16,12 +16,13 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
 
     protected override RespLimits Limits => _limits;
 
+    protected override Delivery Admit(RespCommand command) =>
+        Killed ? Delivery.Drop : options.Faults?.NextDelivery() ?? Delivery.Deliver;
+
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
-        RequestFate fate = options.Faults?.NextRequestFate() ?? RequestFate.Deliver;
-        if (fate == RequestFate.Drop || Killed) return null;
         RespValue? reply = await DispatchAsync(command);
-        return fate == RequestFate.LoseReply || Killed ? null : reply;
+        return Killed ? null : reply;
     }
 
     private ValueTask<RespValue?> DispatchAsync(RespCommand cmd)

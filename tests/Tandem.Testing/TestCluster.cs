@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Logging;
 using Tandem.Client;
 using Tandem.Coordinator;
 using Tandem.Protocol;
@@ -17,6 +18,17 @@ public sealed record TestClusterOptions
 
     /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
     public int Seed { get; init; } = 1;
+
+    /// <summary>
+    /// Where nodes log. When the environment variable <c>TANDEM_TEST_LOG</c> names a level (for example
+    /// <c>Information</c>), defaults to the file <c>TANDEM_TEST_LOG_FILE</c> (or tandem-tests.log in the temp
+    /// folder); else nowhere.
+    /// </summary>
+    public ILoggerFactory? LoggerFactory { get; init; } = Enum.TryParse(Environment.GetEnvironmentVariable("TANDEM_TEST_LOG"), out LogLevel level)
+        ? Microsoft.Extensions.Logging.LoggerFactory.Create(b => b
+            .AddProvider(new FileLoggerProvider(Environment.GetEnvironmentVariable("TANDEM_TEST_LOG_FILE") ?? Path.Combine(Path.GetTempPath(), "tandem-tests.log")))
+            .SetMinimumLevel(level))
+        : null;
 }
 
 /// <summary>
@@ -64,6 +76,7 @@ public sealed class TestCluster : IAsyncDisposable
         {
             Listen = new IPEndPoint(IPAddress.Loopback, 0),
             ViewService = new ViewServiceOptions { PingInterval = options.PingInterval, DeadPings = options.DeadPings },
+            LoggerFactory = options.LoggerFactory,
         }, CancellationToken.None);
         return new TestCluster(options, coordinator);
     }
@@ -78,6 +91,7 @@ public sealed class TestCluster : IAsyncDisposable
             Coordinator = CoordinatorAddress,
             PingInterval = Options.PingInterval,
             Faults = faults,
+            LoggerFactory = Options.LoggerFactory,
         };
         ServerNode node = await ServerNode.StartAsync(options);
         var server = new TestServer(options, node, faults);
