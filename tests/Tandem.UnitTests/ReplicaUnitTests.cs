@@ -1,0 +1,111 @@
+using System.Net;
+using Tandem.Protocol;
+using Tandem.Server;
+using Tandem.Storage;
+
+namespace Tandem.UnitTests;
+
+/// <summary>The replica's role rules and the backup side of replication, driven directly (no network).</summary>
+public class ReplicaUnitTests
+{
+    private const string A = "10.0.0.1:1", B = "10.0.0.2:1";
+
+    private static Replica NewReplica(string me) =>
+        new(me, new ServerNodeOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), Coordinator = "10.0.0.9:1" });
+
+    private static RespValue Repl(Replica r, params string[] args) => r.HandleReplication(RespCommand.From(args));
+
+    private static void InstallSnapshot(Replica backup, long view, string session, long seq, params string[] keyValues)
+    {
+        Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "BEGIN", seq.ToString()).ToString());
+        Assert.Equal("+OK", Repl(backup, ["REPL.SNAPSHOT", view.ToString(), A, session, "DATA", .. keyValues]).ToString());
+        Assert.Equal($":{seq}", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "END", (keyValues.Length / 2).ToString(), "0").ToString());
+    }
+
+    [Fact]
+    public void FreshServer_BecomesServingPrimary_OnlyAfterSeeingViewZeroThenViewOne()
+    {
+        Replica fresh = NewReplica(A);
+        fresh.OnView(View.Empty);
+        fresh.OnView(new View(1, A, ""));
+        Assert.True(fresh.IsServingPrimary);
+        Assert.Equal(1, fresh.ViewNumberForPing());
+
+        Replica restarted = NewReplica(A);
+        restarted.OnView(new View(1, A, "")); // never saw view 0: the view predates this process
+        Assert.False(restarted.IsServingPrimary);
+        Assert.Equal(0, restarted.ViewNumberForPing());
+    }
+
+    [Fact]
+    public void Backup_RefusesReplication_FromWrongViewOrSender()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "3", A, "s", "BEGIN", "0").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "1", A, "s", "BEGIN", "0").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "2", "10.0.0.3:1", "s", "BEGIN", "0").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s", "1", "1", "k", "v", "0", "0", "0").ErrorCode);
+    }
+
+    [Fact]
+    public void Backup_AppliesBatchesInSequence_AndRefusesGaps()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        InstallSnapshot(backup, 2, "s1", 5, "k", "v");
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1", "k", "x", "0", "0", "0").ErrorCode);
+        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1", "k", "x", "0", "0", "0").ToString());
+        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "7").ToString()); // empty batch: a read confirmation
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "other-session", "7").ErrorCode);
+    }
+
+    [Fact]
+    public void Backup_RefusesSnapshotMissingAChunk()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        Repl(backup, "REPL.SNAPSHOT", "2", A, "s", "BEGIN", "3");
+        RespValue end = Repl(backup, "REPL.SNAPSHOT", "2", A, "s", "END", "2", "0");
+        Assert.True(end.IsError);
+        backup.OnView(new View(3, B, ""));
+        Assert.False(backup.IsServingPrimary);
+    }
+
+    [Fact]
+    public void SyncedBackup_WhoseNextTransferBreaksHalfway_IsStillPromotable()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        InstallSnapshot(backup, 2, "s1", 4, "k", "v");
+        Repl(backup, "REPL.SNAPSHOT", "2", A, "s2", "BEGIN", "9"); // a resync that never ends
+
+        backup.OnView(new View(3, B, ""));
+        Assert.True(backup.IsServingPrimary);
+        Assert.Equal(1, backup.KeyCount);
+        Assert.Equal(4, backup.LastApplied);
+    }
+
+    [Fact]
+    public void BackupOfNewView_IsNotPromotable_UntilThatViewsSnapshotArrives()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        InstallSnapshot(backup, 2, "s1", 4, "k", "v");
+        backup.OnView(new View(3, A, B)); // e.g. the coordinator saw this server restart
+        backup.OnView(new View(4, B, ""));
+        Assert.False(backup.IsServingPrimary);
+    }
+
+    [Fact]
+    public async Task LonePrimary_CommitsAtOnce_AndRetriedRequestReturnsSavedReply()
+    {
+        Replica primary = NewReplica(A);
+        primary.OnView(View.Empty);
+        primary.OnView(new View(1, A, ""));
+        var op = new Operation(OpCode.PutHash, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 5, RequestSeq: 1);
+        Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
+        Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
+        Assert.Equal(1, primary.LastApplied);
+    }
+}
