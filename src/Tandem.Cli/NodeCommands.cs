@@ -57,8 +57,23 @@ internal static class NodeCommands
         Option<IPEndPoint> listen = CliParsers.Listen("Address to listen on; it is also this server's identity in views.");
         Option<string> coordinator = CliParsers.Remote("--coordinator", "The coordinator to ping.");
         Option<TimeSpan?> pingInterval = CliParsers.Duration("--ping-interval", DefaultPingInterval, "How often to ping the coordinator.");
+        var advertise = new Option<string?>("--advertise")
+        {
+            HelpName = "HOST:PORT",
+            Description = "The address others use to reach this server (its identity); default: the --listen address. Needed when listening on 0.0.0.0.",
+        };
+        advertise.Validators.Add(r =>
+        {
+            string? v = r.GetValueOrDefault<string?>();
+            try { if (v is not null) Tandem.Net.RespClientConnection.ParseEndPoint(v); }
+            catch (FormatException e) { r.AddError($"--advertise: {e.Message}"); }
+        });
+        var maxValue = new Option<int>("--max-value-bytes") { HelpName = "N", Description = "Largest value accepted.", DefaultValueFactory = _ => 8 * 1024 * 1024 };
+        maxValue.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024) r.AddError("--max-value-bytes must be between 1 and 536870912"); });
+        var maxKey = new Option<int>("--max-key-bytes") { HelpName = "N", Description = "Largest key accepted.", DefaultValueFactory = _ => 64 * 1024 };
+        maxKey.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024) r.AddError("--max-key-bytes must be between 1 and 536870912"); });
 
-        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval };
+        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval, advertise, maxValue, maxKey };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -70,6 +85,9 @@ internal static class NodeCommands
                     Listen = parse.GetValue(listen)!,
                     Coordinator = parse.GetValue(coordinator)!,
                     PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval),
+                    AdvertisedAddress = parse.GetValue(advertise),
+                    MaxValueBytes = parse.GetValue(maxValue),
+                    MaxKeyBytes = parse.GetValue(maxKey),
                     LoggerFactory = logging,
                 }, ct);
             }

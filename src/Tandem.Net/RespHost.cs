@@ -26,9 +26,13 @@ public sealed class RespHost : IAsyncDisposable
     /// <summary>The address actually bound (the real port when 0 was asked for).</summary>
     public IPEndPoint EndPoint { get; }
 
-    /// <summary>Starts listening on <paramref name="endPoint"/> (port 0 picks a free port).</summary>
+    /// <summary>
+    /// Starts listening on <paramref name="endPoint"/> (port 0 picks a free port). Each connection buffers at
+    /// most <paramref name="maxBufferedBytes"/> of unparsed input (default 1 MiB); it must exceed the largest
+    /// frame the handler accepts, or such a frame can never be read whole.
+    /// </summary>
     public static async Task<RespHost> StartAsync(IPEndPoint endPoint, ConnectionHandler handler,
-        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default, long maxBufferedBytes = 1024 * 1024)
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         var options = new KestrelServerOptions
@@ -36,7 +40,7 @@ public sealed class RespHost : IAsyncDisposable
             ApplicationServices = new ServiceCollection().AddSingleton(loggerFactory).BuildServiceProvider(),
             AddServerHeader = false,
         };
-        options.Limits.MaxRequestBufferSize = 1024 * 1024;
+        options.Limits.MaxRequestBufferSize = maxBufferedBytes;
         ListenOptions? listenOptions = null;
         options.Listen(endPoint, listen =>
         {

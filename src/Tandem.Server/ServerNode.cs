@@ -42,7 +42,10 @@ public sealed class ServerNode : IAsyncDisposable
     {
         Replica? replica = null;
         var handler = new ServerHandler(options, () => replica);
-        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken);
+        // A forwarded batch may hold up to 4 MiB of writes plus one largest value: let a frame twice the
+        // largest bulk string in, and no more.
+        long maxFrame = 2L * options.RespLimits.MaxBulkLength + 1024 * 1024;
+        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, maxFrame);
         string me = options.AdvertisedAddress ?? Advertise(host.EndPoint);
         replica = new Replica(me, options);
         return new ServerNode(options, host, handler, replica);

@@ -77,6 +77,9 @@ public class WireCompatibilityTests
             Assert.StartsWith("ERR wrong number of arguments", (await SendAsync(primary.Address, "GET")).Text);
             Assert.StartsWith("ERR wrong number of arguments", (await SendAsync(primary.Address, "SET", "a")).Text);
             Assert.StartsWith("ERR value is", (await SendAsync(primary.Address, "SET", "big", new string('x', 9 * 1024 * 1024))).Text);
+            string large = new('y', 5 * 1024 * 1024);
+            await ck.PutAsync("large", large, Timeout());
+            Assert.Equal(large, await ck.GetAsync("large", Timeout()));
             RespValue wrongNode = await SendAsync(backup.Address, "SET", "a", "b");
             Assert.Equal(ErrorCodes.NotPrimary, wrongNode.ErrorCode);
             Assert.Contains(primary.Address, wrongNode.Text);
