@@ -73,7 +73,28 @@ internal static class NodeCommands
         var maxKey = new Option<int>("--max-key-bytes") { HelpName = "N", Description = "Largest key accepted.", DefaultValueFactory = _ => 64 * 1024 };
         maxKey.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024) r.AddError("--max-key-bytes must be between 1 and 536870912"); });
 
-        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval, advertise, maxValue, maxKey };
+        var routes = new Option<string[]>("--route")
+        {
+            HelpName = "PEER=VIA",
+            Description = "Dial VIA (HOST:PORT) to reach the peer server PEER; repeatable. For fault-injecting proxies.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        routes.Validators.Add(r =>
+        {
+            foreach (string route in r.GetValueOrDefault<string[]>() ?? [])
+            {
+                string[] parts = route.Split('=');
+                try
+                {
+                    if (parts.Length != 2) throw new FormatException($"'{route}' is not PEER=VIA");
+                    Tandem.Net.RespClientConnection.ParseEndPoint(parts[0]);
+                    Tandem.Net.RespClientConnection.ParseEndPoint(parts[1]);
+                }
+                catch (FormatException e) { r.AddError($"--route: {e.Message}"); }
+            }
+        });
+
+        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -88,6 +109,7 @@ internal static class NodeCommands
                     AdvertisedAddress = parse.GetValue(advertise),
                     MaxValueBytes = parse.GetValue(maxValue),
                     MaxKeyBytes = parse.GetValue(maxKey),
+                    Routes = (parse.GetValue(routes) ?? []).Select(r => r.Split('=')).ToDictionary(p => p[0], p => p[1]),
                     LoggerFactory = logging,
                 }, ct);
             }

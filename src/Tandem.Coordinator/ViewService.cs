@@ -75,7 +75,13 @@ public sealed class ViewService
             bool inRole = HasRole(server, _view);
             // A 0 before the server has been told its role only means it has not heard of the view yet.
             if (viewNumber == 0 && inRole && s.ToldRole) s.Restarted = true;
-            if (server == _view.Primary && viewNumber == _view.Number) _acked = true;
+            if (server == _view.Primary && viewNumber == _view.Number)
+            {
+                // Tandem servers never acknowledge a view in which they are primary without holding its state
+                // (they ping 0 instead), so an ack also clears a restart flag that a lost reply caused.
+                _acked = true;
+                s.Restarted = false;
+            }
             if (inRole) s.ToldRole = true;
             return _view;
         }

@@ -127,7 +127,7 @@ internal sealed class Replicator
         CancellationToken ct = attempt.Token;
         using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         connectTimeout.CancelAfter(_options.CommitTimeout);
-        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(_view.Backup, connectTimeout.Token, _options.RespLimits);
+        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), connectTimeout.Token, _options.RespLimits);
         Snapshot? snapshot = _replica.SnapshotFor(this);
         if (snapshot is null) return;
         string session = Guid.NewGuid().ToString("N")[..16];

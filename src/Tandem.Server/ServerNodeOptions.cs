@@ -56,6 +56,16 @@ public sealed record ServerNodeOptions
         init => _maxValueBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxValueBytes));
     }
 
+    /// <summary>
+    /// Dial overrides for links to other servers: when this server connects to the peer whose identity is a
+    /// key, it dials the value instead (for example a proxy that injects faults on that one link). Empty by
+    /// default.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Routes { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The address to dial to reach the peer <paramref name="identity"/>.</summary>
+    internal string DialAddress(string identity) => Routes.GetValueOrDefault(identity, identity);
+
     /// <summary>Bounds on the duplicate table.</summary>
     public DuplicateTableOptions Duplicates { get; init; } = new();
 

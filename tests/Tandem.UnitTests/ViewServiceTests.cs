@@ -341,6 +341,21 @@ public class ViewServiceTests
     }
 
     [Fact]
+    public void FirstPrimaryWhoseReplyWasLost_IsNotLeftRestartedOnceItAcks()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        vs.Ping("a:1", 0);
+        h.Sleep();
+        Assert.Equal(new View(1, "a:1", ""), vs.Ping("a:1", 0)); // this reply is lost on the way
+        vs.Ping("a:1", 0);                                         // so the server pings 0 again
+        vs.Ping("a:1", 1);                                         // then learns view 1 and acknowledges it
+        vs.Ping("b:2", 0);
+        h.Sleep();
+        Check(vs, "a:1", "b:2", 2);
+    }
+
+    [Fact]
     public void DeadPrimary_PromotesBackup_AndTakesAnIdleServerAsBackup()
     {
         using var h = new Harness();
