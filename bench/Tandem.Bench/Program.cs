@@ -80,8 +80,10 @@ static (double Set, double Get) RedisBenchmark(string port, int requests, string
 
 static Process StartTandem(params string[] args)
 {
-    string dll = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Tandem.Cli", "bin",
-        new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name, "net10.0", "tandem.dll");
+    // bench/Tandem.Bench/bin/<Configuration>/net10.0/ -> src/Tandem.Cli/bin/<Configuration>/net10.0/tandem.dll
+    var output = new DirectoryInfo(AppContext.BaseDirectory);
+    string dll = Path.Combine(output.FullName, "..", "..", "..", "..", "..", "src", "Tandem.Cli", "bin", output.Parent!.Name, output.Name, "tandem.dll");
+    if (!File.Exists(dll)) throw new FileNotFoundException("build src/Tandem.Cli first", Path.GetFullPath(dll));
     return Start("dotnet", [Path.GetFullPath(dll), .. args]);
 }
 
