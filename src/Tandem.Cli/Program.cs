@@ -4,6 +4,7 @@ using Tandem.Cli;
 var root = new RootCommand("Tandem: a primary/backup replicated key-value store speaking RESP2.");
 foreach (Command command in NodeCommands.Create()) root.Subcommands.Add(command);
 foreach (Command command in ClientCommands.Create()) root.Subcommands.Add(command);
+root.Subcommands.Add(ChaosCommand.Create());
 
 ParseResult parsed = root.Parse(args);
 if (parsed.Errors.Count > 0 && parsed.Action is not System.CommandLine.Help.HelpAction)

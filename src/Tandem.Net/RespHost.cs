@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -14,26 +15,45 @@ namespace Tandem.Net;
 /// <summary>A Kestrel listener that hands every TCP connection to one <see cref="ConnectionHandler"/>.</summary>
 public sealed class RespHost : IAsyncDisposable
 {
+    /// <summary>The default limit on open connections: 10,000.</summary>
+    public const int DefaultMaxConnections = 10_000;
+
+    private static readonly byte[] TooManyClients = "-ERR max number of clients reached\r\n"u8.ToArray();
+
     private readonly KestrelServer _server;
+    private readonly ConnectionCounter _counter;
     private int _stopped;
 
-    private RespHost(KestrelServer server, IPEndPoint endPoint)
+    private RespHost(KestrelServer server, IPEndPoint endPoint, ConnectionCounter counter)
     {
         _server = server;
         EndPoint = endPoint;
+        _counter = counter;
     }
 
     /// <summary>The address actually bound (the real port when 0 was asked for).</summary>
     public IPEndPoint EndPoint { get; }
 
+    /// <summary>Connections being served right now (refused ones not counted).</summary>
+    public int OpenConnections => Volatile.Read(ref _counter.Open);
+
+    /// <summary>Connections refused so far because <see cref="OpenConnections"/> was at the limit.</summary>
+    public long RefusedConnections => Interlocked.Read(ref _counter.Refused);
+
     /// <summary>
     /// Starts listening on <paramref name="endPoint"/> (port 0 picks a free port). Each connection buffers at
     /// most <paramref name="maxBufferedBytes"/> of unparsed input (default 1 MiB); it must exceed the largest
-    /// frame the handler accepts, or such a frame can never be read whole.
+    /// frame the handler accepts, or such a frame can never be read whole. At most
+    /// <paramref name="maxConnections"/> connections are served at once (default
+    /// <see cref="DefaultMaxConnections"/>); one more gets <c>-ERR max number of clients reached</c> and is
+    /// closed at once, as Redis does. Node-to-node connections count too.
     /// </summary>
     public static async Task<RespHost> StartAsync(IPEndPoint endPoint, ConnectionHandler handler,
-        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default, long maxBufferedBytes = 1024 * 1024)
+        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default, long maxBufferedBytes = 1024 * 1024,
+        int maxConnections = DefaultMaxConnections)
     {
+        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxConnections, 1);
         loggerFactory ??= NullLoggerFactory.Instance;
         var options = new KestrelServerOptions
         {
@@ -41,17 +61,20 @@ public sealed class RespHost : IAsyncDisposable
             AddServerHeader = false,
         };
         options.Limits.MaxRequestBufferSize = maxBufferedBytes;
+        // Kestrel's own MaxConcurrentConnections would drop the extra connection without a word; the counter
+        // below answers it first, so that a Redis client reports why.
+        var counter = new ConnectionCounter();
         ListenOptions? listenOptions = null;
         options.Listen(endPoint, listen =>
         {
             listenOptions = listen;
-            listen.Run(connection => handler.OnConnectedAsync(connection));
+            listen.Run(connection => counter.RunAsync(connection, handler, maxConnections));
         });
         var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions { NoDelay = true }), loggerFactory);
         var server = new KestrelServer(Options.Create(options), transport, loggerFactory);
         await server.StartAsync(new NoHttpApplication(), cancellationToken);
         IPEndPoint actual = listenOptions?.IPEndPoint ?? endPoint;
-        return new RespHost(server, actual);
+        return new RespHost(server, actual, counter);
     }
 
     /// <summary>
@@ -74,6 +97,51 @@ public sealed class RespHost : IAsyncDisposable
 
     /// <inheritdoc />
     public ValueTask DisposeAsync() => new(StopAsync(abort: true));
+
+    private sealed class ConnectionCounter
+    {
+        public int Open;
+        public long Refused;
+
+        public async Task RunAsync(ConnectionContext connection, ConnectionHandler handler, int max)
+        {
+            if (Interlocked.Increment(ref Open) > max)
+            {
+                Interlocked.Decrement(ref Open);
+                Interlocked.Increment(ref Refused);
+                await RefuseAsync(connection);
+                return;
+            }
+            try
+            {
+                await handler.OnConnectedAsync(connection);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref Open);
+            }
+        }
+
+        private static async Task RefuseAsync(ConnectionContext connection)
+        {
+            try
+            {
+                connection.Transport.Output.Write(TooManyClients);
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                await connection.Transport.Output.FlushAsync(cts.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException
+                                         or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+            {
+                // The refused client is gone already.
+            }
+            finally
+            {
+                await connection.Transport.Output.CompleteAsync();
+                await connection.Transport.Input.CompleteAsync();
+            }
+        }
+    }
 
     private sealed class NoHttpApplication : IHttpApplication<object>
     {
