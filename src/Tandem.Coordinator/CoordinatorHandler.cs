@@ -43,9 +43,9 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                 if (server.Length == 0) return RespValue.Error($"{ErrorCodes.Err} server address must not be empty");
                 if (!command.TryLong(2, out long viewNumber) || viewNumber < 0)
                     return RespValue.Error($"{ErrorCodes.Err} view number must be an integer >= 0");
-                return ViewService.Ping(server, viewNumber).ToResp();
+                return ViewService.Ping(server, viewNumber, out bool acked).ToResp(acked);
             case Commands.VsView:
-                return command.Count == 1 ? ViewService.CurrentView.ToResp() : WrongArity(name);
+                return command.Count == 1 ? ViewService.CurrentView.ToResp(ViewService.PrimaryAcked) : WrongArity(name);
             case Commands.VsStatus:
                 return command.Count == 1 ? RespValue.Bulk(StatusJson(ViewService.GetStatus())) : WrongArity(name);
             default:

@@ -62,7 +62,13 @@ public sealed class ViewService
     /// <summary>Records a heartbeat from <paramref name="server"/> and returns the current view.</summary>
     /// <param name="server">The server's <c>HOST:PORT</c>.</param>
     /// <param name="viewNumber">The newest view number the server knows; 0 after a (re)start.</param>
-    public View Ping(string server, long viewNumber)
+    public View Ping(string server, long viewNumber) => Ping(server, viewNumber, out _);
+
+    /// <summary>Records a heartbeat; returns the current view and whether its primary has acknowledged it.</summary>
+    /// <param name="server">The server's <c>HOST:PORT</c>.</param>
+    /// <param name="viewNumber">The newest view number the server knows; 0 after a (re)start.</param>
+    /// <param name="acked">Whether the returned view has been acknowledged by its primary.</param>
+    public View Ping(string server, long viewNumber, out bool acked)
     {
         ArgumentException.ThrowIfNullOrEmpty(server);
         ArgumentOutOfRangeException.ThrowIfNegative(viewNumber);
@@ -83,6 +89,7 @@ public sealed class ViewService
                 s.Restarted = false;
             }
             if (inRole) s.ToldRole = true;
+            acked = _acked;
             return _view;
         }
     }

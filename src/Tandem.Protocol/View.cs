@@ -9,14 +9,22 @@ public readonly record struct View(long Number, string Primary, string Backup)
     /// <summary>The view before any server has pinged.</summary>
     public static View Empty { get; } = new(0, "", "");
 
-    /// <summary>Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup]</c>.</summary>
-    public RespValue ToResp() => RespValue.Array([RespValue.Int(Number), RespValue.Bulk(Primary), RespValue.Bulk(Backup)]);
+    /// <summary>
+    /// Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup, :acked]</c>, where
+    /// <c>acked</c> is 1 once the view's primary has acknowledged it.
+    /// </summary>
+    public RespValue ToResp(bool acked) =>
+        RespValue.Array([RespValue.Int(Number), RespValue.Bulk(Primary), RespValue.Bulk(Backup), RespValue.Int(acked ? 1 : 0)]);
 
     /// <summary>Decodes a view reply; throws <see cref="RespProtocolException"/> if it has the wrong shape.</summary>
-    public static View FromResp(RespValue v)
+    public static View FromResp(RespValue v) => FromResp(v, out _);
+
+    /// <summary>Decodes a view reply and its acknowledged flag (false when the reply has no such element).</summary>
+    public static View FromResp(RespValue v, out bool acked)
     {
-        if (v.Kind != RespKind.Array || v.Items is not { Length: 3 } items || items[0].Kind != RespKind.Integer)
+        if (v.Kind != RespKind.Array || v.Items is not { Length: 3 or 4 } items || items[0].Kind != RespKind.Integer)
             throw new RespProtocolException($"not a view: {v}");
+        acked = items.Length == 4 && items[3].Kind == RespKind.Integer && items[3].Integer == 1;
         return new View(items[0].Integer, items[1].Text, items[2].Text);
     }
 

@@ -21,7 +21,7 @@ public sealed partial class Replica : IDisposable
 
     private View _view = View.Empty;
     private long _previousViewNumber;
-    private bool _sawEmptyView;
+    private bool _awaitingFirstAck;
     private bool _initialized;
     private long _commitIndex;
     private Replicator? _replicator;
@@ -48,7 +48,7 @@ public sealed partial class Replica : IDisposable
     /// <summary>True when this server is the primary of its view and may serve clients.</summary>
     public bool IsServingPrimary { get { lock (_lock) return ServingPrimary; } }
 
-    private bool ServingPrimary => _view.Primary == Me && _initialized && !_disposed;
+    private bool ServingPrimary => _view.Primary == Me && _initialized && !_awaitingFirstAck && !_disposed;
 
     /// <summary>Number of keys held (for status and tests).</summary>
     public int KeyCount { get { lock (_lock) return _state.Count; } }
@@ -75,23 +75,25 @@ public sealed partial class Replica : IDisposable
         }
     }
 
-    /// <summary>Takes on a view the coordinator replied with.</summary>
-    public void OnView(View next)
+    /// <summary>Takes on a view the coordinator replied with, and whether its primary has acknowledged it.</summary>
+    public void OnView(View next, bool acked = false)
     {
         List<TaskCompletionSource<RespValue?>>? failed = null, committed = null;
         RespValue? failure = null;
         Replicator? stopped = null, started = null;
+        bool pingNow = false;
         lock (_lock)
         {
-            if (_disposed || next.Number <= _view.Number && !(next.Number == 0 && _view.Number == 0))
-                return;
-            View old = _view;
-            if (next.Number == 0)
+            if (_disposed) return;
+            if (next.Number == _view.Number && acked && _awaitingFirstAck)
             {
-                _sawEmptyView = true;
-                return;
+                _awaitingFirstAck = false; // this server's acknowledgement of view 1 has been recorded
+                _log.LogInformation("{Me}: primary of a new cluster (view 1)", Me);
             }
+            if (next.Number <= _view.Number) return;
+            View old = _view;
             _previousViewNumber = old.Number;
+            _awaitingFirstAck = false; // a newer view proves that view 1 was acknowledged
             _view = next;
             _log.LogInformation("{Me}: {View}", Me, next);
 
@@ -106,9 +108,14 @@ public sealed partial class Replica : IDisposable
                 {
                     _log.LogInformation("{Me}: promoted to primary of view {View} at write {Seq}", Me, next.Number, _state.LastApplied);
                 }
-                else if (next.Number == 1 && _sawEmptyView && old.Number == 0)
+                else if (next.Number == 1 && !acked)
                 {
-                    _initialized = true; // a new cluster: the empty store is the whole truth
+                    // A new cluster: the empty store is the whole truth. Serve only once the coordinator has
+                    // recorded this server's ack: a server that restarts before that point never answered
+                    // anyone, so its successor at this address may take view 1 over; after it, it may not.
+                    _initialized = true;
+                    _awaitingFirstAck = true;
+                    pingNow = true;
                 }
                 else
                 {
@@ -140,6 +147,7 @@ public sealed partial class Replica : IDisposable
         }
         stopped?.Stop();
         started?.Start();
+        if (pingNow) PingRequested?.Invoke();
         Complete(committed, null);
         Complete(failed, failure);
     }

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Tandem.Net;
 using Tandem.Protocol;
@@ -30,6 +31,9 @@ internal sealed class Replicator
     private TaskCompletionSource _wake = NewSignal();
     private bool _capturing;
     private long _syncedView;
+
+    /// <summary>A batch sent and not yet acknowledged: its reply, its last write, and the reads it confirms.</summary>
+    private readonly record struct Batch(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads);
 
     public Replicator(Replica replica, View view, ServerNodeOptions options, ILogger log)
     {
@@ -137,7 +141,7 @@ internal sealed class Replicator
         _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, snapshot.LastApplied);
         _replica.OnBackupSynced(this, snapshot.LastApplied);
 
-        var inFlight = System.Threading.Channels.Channel.CreateBounded<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)>(MaxBatchesInFlight);
+        var inFlight = Channel.CreateBounded<Batch>(MaxBatchesInFlight);
         Task acks = AcknowledgeAsync(inFlight.Reader, attempt);
         long lastSent = snapshot.LastApplied;
         try
@@ -181,7 +185,7 @@ internal sealed class Replicator
                     Replica.EncodeOp(args, op);
                 }
                 Task<RespValue> reply = conn.SendAsync(args, ct);
-                await inFlight.Writer.WriteAsync((reply, lastSent, reads), ct);
+                await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, reads), ct);
             }
         }
         catch (OperationCanceledException) when (acks.IsFaulted)
@@ -192,7 +196,7 @@ internal sealed class Replicator
         {
             inFlight.Writer.TryComplete();
             attempt.Cancel();
-            while (inFlight.Reader.TryRead(out var batch)) Complete(batch.Reads, TryAgain("the backup link failed"));
+            while (inFlight.Reader.TryRead(out Batch batch)) Complete(batch.Reads, TryAgain("the backup link failed"));
         }
     }
 
@@ -224,7 +228,7 @@ internal sealed class Replicator
         return bytes;
     }
 
-    private async Task AcknowledgeAsync(System.Threading.Channels.ChannelReader<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)> batches, CancellationTokenSource attempt)
+    private async Task AcknowledgeAsync(ChannelReader<Batch> batches, CancellationTokenSource attempt)
     {
         try
         {
@@ -237,9 +241,9 @@ internal sealed class Replicator
         }
     }
 
-    private async Task AcknowledgeInOrderAsync(System.Threading.Channels.ChannelReader<(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads)> batches, CancellationToken ct)
+    private async Task AcknowledgeInOrderAsync(ChannelReader<Batch> batches, CancellationToken ct)
     {
-        await foreach (var batch in batches.ReadAllAsync(ct))
+        await foreach (Batch batch in batches.ReadAllAsync(ct))
         {
             RespValue reply;
             try

@@ -83,7 +83,11 @@ public sealed class ServerNode : IAsyncDisposable
                         long number = Replica.ViewNumberForPing();
                         RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture));
                         if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
-                        else Replica.OnView(View.FromResp(reply));
+                        else
+                        {
+                            View view = View.FromResp(reply, out bool acked);
+                            Replica.OnView(view, acked);
+                        }
                     }
                     catch (Exception e) when (!ct.IsCancellationRequested)
                     {

@@ -23,16 +23,22 @@ public class ReplicaUnitTests
     }
 
     [Fact]
-    public void FreshServer_BecomesServingPrimary_OnlyAfterSeeingViewZeroThenViewOne()
+    public void FreshServer_NamedPrimaryOfUnackedViewOne_AcksThenServesOnlyOnceTheAckIsRecorded()
     {
         Replica fresh = NewReplica(A);
         fresh.OnView(View.Empty);
-        fresh.OnView(new View(1, A, ""));
-        Assert.True(fresh.IsServingPrimary);
+        fresh.OnView(new View(1, A, ""), acked: false);
         Assert.Equal(1, fresh.ViewNumberForPing());
+        Assert.False(fresh.IsServingPrimary);
+        fresh.OnView(new View(1, A, ""), acked: true);
+        Assert.True(fresh.IsServingPrimary);
+    }
 
+    [Fact]
+    public void RestartedServer_NamedPrimaryOfAcknowledgedViewOne_NeverServesAndPingsZero()
+    {
         Replica restarted = NewReplica(A);
-        restarted.OnView(new View(1, A, "")); // never saw view 0: the view predates this process
+        restarted.OnView(new View(1, A, ""), acked: true); // its predecessor acknowledged view 1 and may have served
         Assert.False(restarted.IsServingPrimary);
         Assert.Equal(0, restarted.ViewNumberForPing());
     }
@@ -101,8 +107,8 @@ public class ReplicaUnitTests
     public async Task LonePrimary_CommitsAtOnce_AndRetriedRequestReturnsSavedReply()
     {
         Replica primary = NewReplica(A);
-        primary.OnView(View.Empty);
-        primary.OnView(new View(1, A, ""));
+        primary.OnView(new View(1, A, ""), acked: false);
+        primary.OnView(new View(1, A, ""), acked: true);
         var op = new Operation(OpCode.PutHash, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 5, RequestSeq: 1);
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
