@@ -165,7 +165,12 @@ internal static class NodeCommands
                         Coordinator = coordinator.Address,
                         LoggerFactory = logging,
                     }, ct));
+                    // The first server becomes primary before the others start, so the tour's
+                    // `redis-cli -p 7001` reaches the primary; then the first of the rest becomes its backup.
+                    if (i == 1) await WaitUntilAsync(() => nodes[0].Replica.IsServingPrimary, ct);
                 }
+                if (count > 1) await WaitUntilAsync(() => nodes[0].Replica.ViewNumberForPing() == coordinator.ViewService.CurrentView.Number
+                                                          && coordinator.ViewService.CurrentView.Backup != "", ct);
                 PrintDevBanner(coordinator.Address, basePort, count);
                 await Signals.WaitForShutdownAsync(ct);
                 Console.WriteLine("stopping...");
@@ -184,6 +189,11 @@ internal static class NodeCommands
         return command;
     }
 
+    private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken ct)
+    {
+        while (!condition()) await Task.Delay(20, ct);
+    }
+
     private static void PrintDevBanner(string coordinator, int basePort, int count)
     {
         string first = (basePort + 1).ToString(CultureInfo.InvariantCulture);
@@ -194,7 +204,7 @@ internal static class NodeCommands
               tandem status{flag}
               tandem put KEY VALUE{flag}
               tandem get KEY{flag}
-              redis-cli -p PORT         (plain RESP on the primary; the others answer NOTPRIMARY)
+              redis-cli -p {first}    (plain RESP on the primary; the others answer NOTPRIMARY)
             View changes are printed below. Press Ctrl-C to stop.
             """);
     }
