@@ -110,10 +110,7 @@ public class KeyValueScenarioTests
     public async Task TestConcurrentSame_PrimaryAndBackupApplyTheSameOrder(bool unreliable)
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
+        (TestServer s1, TestServer s2) = await cluster.StartPrimaryAndBackupAsync(Patience);
         cluster.SetUnreliable(s1, unreliable);
         cluster.SetUnreliable(s2, unreliable);
 
@@ -230,19 +227,7 @@ public class KeyValueScenarioTests
     public async Task TestPartition1_OldPrimaryDoesNotServeGets()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
-        TandemClient ck = cluster.CreateClient();
-        await ck.PutAsync("a", "1", Timeout());
-        await CheckAsync(ck, "a", "1");
-
-        cluster.IsolateFromCoordinator(s1);
-        DelayProxy proxy = await cluster.DelayClientsAsync(s1, TimeSpan.FromSeconds(4));
-        Task<RespValue> staleGet = SendAsync(proxy.Address, "GET", "a");
-
-        await cluster.WaitForPrimaryAsync(s2, Patience);
+        (_, _, _, Task<RespValue> staleGet) = await PartitionOldPrimaryAsync(cluster, TimeSpan.FromSeconds(4));
         TandemClient ck2 = cluster.CreateClient();
         await ck2.PutAsync("a", "111", Timeout());
         await CheckAsync(ck2, "a", "111");
@@ -256,18 +241,7 @@ public class KeyValueScenarioTests
     public async Task TestPartition2_PartitionedOldPrimaryDoesNotCompleteGets()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
-        TandemClient ck = cluster.CreateClient();
-        await ck.PutAsync("a", "1", Timeout());
-
-        cluster.IsolateFromCoordinator(s1);
-        DelayProxy proxy = await cluster.DelayClientsAsync(s1, TimeSpan.FromSeconds(5));
-        Task<RespValue> staleGet = SendAsync(proxy.Address, "GET", "a");
-
-        await cluster.WaitForPrimaryAsync(s2, Patience);
+        (_, TestServer s2, TandemClient ck, Task<RespValue> staleGet) = await PartitionOldPrimaryAsync(cluster, TimeSpan.FromSeconds(5));
         TestServer s3 = await cluster.StartServerAsync();
         await cluster.WaitForBackupAsync(s3, Patience);
         await ck.PutAsync("a", "2", Timeout());
@@ -276,6 +250,25 @@ public class KeyValueScenarioTests
         await Task.Delay(TimeSpan.FromSeconds(6), TestContext.Current.CancellationToken);
         AssertNotAnswered(staleGet);
         await CheckAsync(ck, "a", "2");
+    }
+
+    /// <summary>
+    /// The start both partition scenarios share: s1 primary, s2 backup, a=1; then s1 is cut from the coordinator
+    /// only, a Get of a is sent to s1 through a proxy that holds it for <paramref name="delay"/>, and s2 takes over.
+    /// </summary>
+    private static async Task<(TestServer S1, TestServer S2, TandemClient Client, Task<RespValue> StaleGet)> PartitionOldPrimaryAsync(
+        TestCluster cluster, TimeSpan delay)
+    {
+        (TestServer s1, TestServer s2) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        TandemClient ck = cluster.CreateClient();
+        await ck.PutAsync("a", "1", Timeout());
+        await CheckAsync(ck, "a", "1");
+
+        cluster.IsolateFromCoordinator(s1);
+        DelayProxy proxy = await cluster.DelayClientsAsync(s1, delay);
+        Task<RespValue> staleGet = SendAsync(proxy.Address, "GET", "a");
+        await cluster.WaitForPrimaryAsync(s2, Patience);
+        return (s1, s2, ck, staleGet);
     }
 
     /// <summary>The Get sent to a deposed primary has not returned a value (an error reply or no reply is fine).</summary>

@@ -12,10 +12,7 @@ public class SeedBugTests
     public async Task Write_WhenBackupCannotBeReached_IsNeverAnsweredOk()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
+        (TestServer s1, TestServer s2) = await cluster.StartPrimaryAndBackupAsync(Patience);
 
         // s2 stays alive for the coordinator but drops everything the primary forwards.
         s2.Faults.DropAllRequests = true;
@@ -36,10 +33,7 @@ public class SeedBugTests
     public async Task ConcurrentPutHash_OnOneKey_NeverReadTheSameOldValue()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
+        (TestServer s1, TestServer s2) = await cluster.StartPrimaryAndBackupAsync(Patience);
 
         var calls = await Task.WhenAll(Enumerable.Range(0, 8).Select(c => Task.Run(async () =>
         {
@@ -92,10 +86,7 @@ public class SeedBugTests
     public async Task BackupRestartedWithinDeadWindow_IsResyncedBeforeItCanBePromoted()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
+        (TestServer s1, TestServer s2) = await cluster.StartPrimaryAndBackupAsync(Patience);
         TandemClient ck = cluster.CreateClient();
         for (int i = 0; i < 50; i++) await ck.PutAsync($"k{i}", $"v{i}", Timeout());
 

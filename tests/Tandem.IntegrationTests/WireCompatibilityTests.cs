@@ -15,11 +15,8 @@ public class WireCompatibilityTests
     private static async Task<(TestCluster Cluster, TestServer Primary, TestServer Backup)> StartPairAsync()
     {
         TestCluster cluster = await TestCluster.StartAsync();
-        TestServer s1 = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(s1, Patience);
-        TestServer s2 = await cluster.StartServerAsync();
-        await cluster.WaitForBackupAsync(s2, Patience);
-        return (cluster, s1, s2);
+        (TestServer primary, TestServer backup) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        return (cluster, primary, backup);
     }
 
     [Fact]

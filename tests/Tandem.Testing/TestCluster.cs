@@ -148,6 +148,16 @@ public sealed class TestCluster : IAsyncDisposable
         Wait.UntilAsync(() => View.Backup == server.Address && Coordinator.ViewService.PrimaryAcked ? View : (View?)null,
             timeout, $"{server} to be the synced backup");
 
+    /// <summary>Starts two servers: the first becomes the serving primary, then the second its synced backup.</summary>
+    public async Task<(TestServer Primary, TestServer Backup)> StartPrimaryAndBackupAsync(TimeSpan timeout)
+    {
+        TestServer primary = await StartServerAsync();
+        await WaitForPrimaryAsync(primary, timeout);
+        TestServer backup = await StartServerAsync();
+        await WaitForBackupAsync(backup, timeout);
+        return (primary, backup);
+    }
+
     /// <summary>Waits for a view with a primary and a backup that the primary has acknowledged (the pair is synced).</summary>
     public Task<View> WaitForSyncedPairAsync(TimeSpan timeout) =>
         Wait.UntilAsync(() => View is { Primary: not "", Backup: not "" } && Coordinator.ViewService.PrimaryAcked ? View : (View?)null,
