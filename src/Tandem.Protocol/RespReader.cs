@@ -31,13 +31,28 @@ public static class RespReader
         if (count < 1) throw new RespProtocolException("command array must have at least one element");
         if (count > limits.MaxArrayLength) throw new RespProtocolException($"command array longer than {limits.MaxArrayLength}");
 
+        // First pass: check the whole array has arrived, allocating nothing, so that a huge count costs no
+        // memory before its elements are here, and a command that arrives in many reads is not copied each time.
+        SequenceReader<byte> scan = reader;
+        for (long i = 0; i < count; i++)
+        {
+            if (!scan.TryRead(out byte type)) return false;
+            if (type != (byte)'$') throw new RespProtocolException($"expected '$', got '{(char)type}'");
+            if (!TryReadLength(ref scan, out long length)) return false;
+            if (length < 0) throw new RespProtocolException("null bulk string in command");
+            if (length > limits.MaxBulkLength) throw new RespProtocolException($"bulk string longer than {limits.MaxBulkLength} bytes");
+            if (scan.Remaining < length + 2) return false;
+            scan.Advance(length);
+            if (!scan.IsNext("\r\n"u8, advancePast: true)) throw new RespProtocolException("bulk string not terminated by CRLF");
+        }
+
+        // Second pass: the frame is whole and valid; copy the arguments out.
         var args = new byte[count][];
         for (int i = 0; i < count; i++)
         {
-            if (!reader.TryRead(out byte type)) return false;
-            if (type != (byte)'$') throw new RespProtocolException($"expected '$', got '{(char)type}'");
-            if (!TryReadBulkBody(ref reader, limits, out byte[]? bytes)) return false;
-            args[i] = bytes ?? throw new RespProtocolException("null bulk string in command");
+            reader.Advance(1);
+            TryReadBulkBody(ref reader, limits, out byte[]? bytes);
+            args[i] = bytes!;
         }
 
         buffer = buffer.Slice(reader.Position);
@@ -79,13 +94,14 @@ public static class RespReader
                 if (!TryReadLength(ref reader, out long count)) return false;
                 if (count < 0) { value = RespValue.Array(null); return true; }
                 if (count > limits.MaxArrayLength) throw new RespProtocolException($"array longer than {limits.MaxArrayLength}");
-                var items = new RespValue[count];
+                // Every element takes at least two bytes: size the list by what the input can hold, not by the count.
+                var items = new List<RespValue>((int)Math.Min(count, reader.Remaining / 2));
                 for (int i = 0; i < count; i++)
                 {
                     if (!TryReadValue(ref reader, limits, depth + 1, out RespValue? item)) return false;
-                    items[i] = item!;
+                    items.Add(item!);
                 }
-                value = RespValue.Array(items);
+                value = RespValue.Array(items.ToArray());
                 return true;
             default:
                 throw new RespProtocolException($"unknown RESP type byte 0x{type:x2}");

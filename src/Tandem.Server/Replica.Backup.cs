@@ -81,7 +81,10 @@ public sealed partial class Replica
                     i += 4;
                     DuplicateTable.ClientSession s = DuplicateTable.NewSession(acked, lastUsed);
                     for (long n = 0; n < count; n++, i += 3)
+                    {
+                        if (i + 2 >= cmd.Count) throw new FormatException("DUPS entry cut short");
                         s.Replies[ParseLong(cmd, i)] = new SavedReply(DecodeReply(cmd[i + 2]), ParseLong(cmd, i + 1));
+                    }
                     _incoming.Duplicates.Restore(client, s);
                 }
                 return RespValue.Ok;
@@ -151,8 +154,15 @@ public sealed partial class Replica
     private static RespValue DecodeReply(byte[] bytes)
     {
         var seq = new System.Buffers.ReadOnlySequence<byte>(bytes);
-        if (!RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) throw new FormatException("truncated saved reply");
-        return v!;
+        try
+        {
+            if (!RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) throw new FormatException("truncated saved reply");
+            return v!;
+        }
+        catch (RespProtocolException e)
+        {
+            throw new FormatException("saved reply is not RESP: " + e.Message);
+        }
     }
 
     private static long ParseLong(RespCommand cmd, int i)

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Reflection;
+
+namespace Tandem.Chaos;
+
+/// <summary>How to start the <c>tandem</c> executable: a program and the arguments that come before the command.</summary>
+/// <param name="FileName">The program, for example <c>/usr/bin/tandem</c> or <c>dotnet</c>.</param>
+/// <param name="Arguments">Arguments before the command, for example the path of <c>tandem.dll</c> when the program is <c>dotnet</c>.</param>
+public sealed record TandemCommand(string FileName, IReadOnlyList<string> Arguments)
+{
+    /// <summary>
+    /// The executable this process runs as: <see cref="Environment.ProcessPath"/>, or <c>dotnet</c> plus the entry
+    /// assembly when the process is the <c>dotnet</c> host.
+    /// </summary>
+    public static TandemCommand CurrentProcess()
+    {
+        string path = Environment.ProcessPath ?? throw new InvalidOperationException("the path of this process is unknown");
+        string name = Path.GetFileNameWithoutExtension(path);
+        if (!name.Equals("dotnet", StringComparison.OrdinalIgnoreCase)) return new TandemCommand(path, []);
+        string assembly = Assembly.GetEntryAssembly()?.Location is { Length: > 0 } location ? location
+            : throw new InvalidOperationException("the entry assembly of this process is unknown");
+        return new TandemCommand(path, [assembly]);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
+}
+
+/// <summary>Settings of one fault campaign (<c>tandem chaos</c>).</summary>
+public sealed record ChaosOptions
+{
+    /// <summary>Seeds the fault schedule and every client's choice of operations; the same seed gives the same run, up to timing.</summary>
+    public required int Seed { get; init; }
+
+    /// <summary>How long faults are injected while the clients run. Default 60 s.</summary>
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Concurrent clients; half use <c>TandemClient</c> (exactly-once), half plain RESP. Default 8.</summary>
+    public int Clients { get; init; } = 8;
+
+    /// <summary>Operations per second of all clients together (each client paces itself); 0 for as fast as they go. Default 2000.</summary>
+    public int Rate { get; init; } = 2000;
+
+    /// <summary>Keys in use at a time (half append-only, half for every operation). Default 8.</summary>
+    public int Keys { get; init; } = 8;
+
+    /// <summary>Key names change every epoch, so each key's history stays short for the checker. Default 5 s.</summary>
+    public TimeSpan Epoch { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Where node logs, the history and timelines go. Null: a temporary directory, kept only if the run fails.</summary>
+    public string? OutputDirectory { get; init; }
+
+    /// <summary>The <c>tandem</c> executable to start nodes with. Default: this process's own executable.</summary>
+    public TandemCommand? Tandem { get; init; }
+
+    /// <summary>How long the linearizability checker may search, for each epoch's keys. Default 60 s.</summary>
+    public TimeSpan CheckBudget { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long one client operation may take before it counts as unknown (writes) or failed (reads). Default 5 s.</summary>
+    public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>After everything heals, a write must succeed within this. Default 30 s.</summary>
+    public TimeSpan LivenessLimit { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Node ping interval (coordinator and servers). Default 100 ms.</summary>
+    public TimeSpan PingInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Missed pings after which the coordinator declares a server dead. Default 5.</summary>
+    public int DeadPings { get; init; } = 5;
+
+    /// <summary>Write every fault as it starts and heals to the log.</summary>
+    public bool Verbose { get; init; }
+
+    internal void Validate()
+    {
+        if (Duration <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Duration), "must be positive");
+        if (Clients < 1) throw new ArgumentOutOfRangeException(nameof(Clients), "must be at least 1");
+        if (Rate < 0) throw new ArgumentOutOfRangeException(nameof(Rate), "must not be negative");
+        if (Keys < 2) throw new ArgumentOutOfRangeException(nameof(Keys), "must be at least 2");
+        if (Epoch <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Epoch), "must be positive");
+        if (OperationTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(OperationTimeout), "must be positive");
+        Debug.Assert(DeadPings >= 1);
+    }
+}

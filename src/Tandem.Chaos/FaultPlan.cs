@@ -1,0 +1,160 @@
+using System.Globalization;
+
+namespace Tandem.Chaos;
+
+/// <summary>The kinds of fault the nemesis injects.</summary>
+public enum FaultKind
+{
+    /// <summary>SIGKILL a server, start it again (empty, same ports) when the fault heals.</summary>
+    Kill,
+    /// <summary>SIGSTOP a node, SIGCONT when the fault heals.</summary>
+    Pause,
+    /// <summary>Black-hole every link between two groups, both ways.</summary>
+    Partition,
+    /// <summary>Close connections at random on some links.</summary>
+    Lossy,
+    /// <summary>Hold bytes for a while on some links.</summary>
+    Delay,
+}
+
+/// <summary>A role in the current view, read from the coordinator when a fault starts.</summary>
+public enum Role
+{
+    /// <summary>The view's primary.</summary>
+    Primary,
+    /// <summary>The view's backup.</summary>
+    Backup,
+    /// <summary>The coordinator process.</summary>
+    Coordinator,
+}
+
+/// <summary>Which links a partition, loss or delay acts on (always relative to the current view).</summary>
+public enum Links
+{
+    /// <summary>The primary's pings to the coordinator, and the replies (classic split brain).</summary>
+    PrimaryCoordinator,
+    /// <summary>Replication both ways between primary and backup.</summary>
+    PrimaryBackup,
+    /// <summary>Every client's connections to the primary.</summary>
+    ClientsPrimary,
+    /// <summary>Every proxied link in the cluster.</summary>
+    All,
+}
+
+/// <summary>One fault of the schedule.</summary>
+/// <param name="Number">1, 2, 3, ... in start order.</param>
+/// <param name="Start">When it starts, after the workload starts.</param>
+/// <param name="Length">How long until it heals.</param>
+/// <param name="Kind">What it does.</param>
+/// <param name="Target">For <see cref="FaultKind.Kill"/> and <see cref="FaultKind.Pause"/>: whom.</param>
+/// <param name="Links">For partitions, loss and delay: where.</param>
+/// <param name="OneWay">For loss and delay: only requests (forward) or only replies; null for both ways.</param>
+/// <param name="DropShare">For <see cref="FaultKind.Lossy"/>: probability that a chunk of bytes closes its connection.</param>
+/// <param name="DelayMs">For <see cref="FaultKind.Delay"/>: how long bytes are held.</param>
+public sealed record PlannedFault(int Number, TimeSpan Start, TimeSpan Length, FaultKind Kind, Role Target, Links Links,
+    bool? OneWay, double DropShare, int DelayMs)
+{
+    /// <summary>For logs and <c>--dry-run</c>: one line.</summary>
+    public string Describe()
+    {
+        string what = Kind switch
+        {
+            FaultKind.Kill => $"kill {Target.ToString().ToLowerInvariant()}",
+            FaultKind.Pause => $"pause {Target.ToString().ToLowerInvariant()}",
+            FaultKind.Partition => $"partition {LinksName}",
+            FaultKind.Lossy => $"lossy {LinksName}{Way} drop={DropShare.ToString("0.000", CultureInfo.InvariantCulture)}",
+            _ => $"delay {LinksName}{Way} {DelayMs}ms",
+        };
+        return string.Create(CultureInfo.InvariantCulture, $"#{Number} at {Start.TotalSeconds:0.000}s for {Length.TotalMilliseconds:0}ms: {what}");
+    }
+
+    private string LinksName => Links switch
+    {
+        Links.PrimaryCoordinator => "primary<->coordinator",
+        Links.PrimaryBackup => "primary<->backup",
+        Links.ClientsPrimary => "clients<->primary",
+        _ => "all-links",
+    };
+
+    private string Way => OneWay switch { true => " (requests only)", false => " (replies only)", null => "" };
+}
+
+/// <summary>The fault schedule, drawn from the seed alone (roles are resolved when each fault starts).</summary>
+public static class FaultPlan
+{
+    /// <summary>At most this many faults are active at once.</summary>
+    public const int MaxConcurrent = 2;
+
+    /// <summary>
+    /// Draws the schedule for <paramref name="seed"/> over <paramref name="duration"/>. Faults last 0.3-3 s; at most
+    /// <see cref="MaxConcurrent"/> overlap; a kill starts only when no other fault is active, so a kill never
+    /// destroys a copy while the other copy is in doubt.
+    /// </summary>
+    public static IReadOnlyList<PlannedFault> Generate(int seed, TimeSpan duration)
+    {
+        var random = new Random(seed);
+        var faults = new List<PlannedFault>();
+        double end = duration.TotalSeconds;
+        double t = Math.Min(1.0, end / 4);
+        while (t < end - 0.3)
+        {
+            FaultKind kind = Pick(random, (FaultKind.Kill, 14), (FaultKind.Pause, 22), (FaultKind.Partition, 30), (FaultKind.Lossy, 17), (FaultKind.Delay, 17));
+            double length = 0.3 + random.NextDouble() * 2.7;
+            Role target = Role.Primary;
+            Links links = Links.All;
+            bool? oneWay = null;
+            double drop = 0;
+            int delay = 0;
+            switch (kind)
+            {
+                case FaultKind.Kill:
+                    target = random.Next(2) == 0 ? Role.Primary : Role.Backup;
+                    break;
+                case FaultKind.Pause:
+                    target = Pick(random, (Role.Primary, 45), (Role.Backup, 35), (Role.Coordinator, 20));
+                    // Half shorter than the dead time (500 ms), half longer.
+                    length = random.Next(2) == 0 ? 0.1 + random.NextDouble() * 0.35 : 0.6 + random.NextDouble() * 2.4;
+                    break;
+                case FaultKind.Partition:
+                    links = Pick(random, (Links.PrimaryCoordinator, 40), (Links.PrimaryBackup, 30), (Links.ClientsPrimary, 30));
+                    break;
+                case FaultKind.Lossy:
+                    links = Pick(random, (Links.PrimaryCoordinator, 20), (Links.PrimaryBackup, 30), (Links.ClientsPrimary, 30), (Links.All, 20));
+                    oneWay = OneWay(random);
+                    drop = 0.01 + random.NextDouble() * 0.19;
+                    break;
+                case FaultKind.Delay:
+                    links = Pick(random, (Links.PrimaryCoordinator, 20), (Links.PrimaryBackup, 30), (Links.ClientsPrimary, 30), (Links.All, 20));
+                    oneWay = OneWay(random);
+                    delay = 5 + random.Next(300);
+                    break;
+            }
+
+            // Respect the overlap rules by moving the start later, never by changing the draw.
+            while (true)
+            {
+                var active = faults.Where(f => (f.Start + f.Length).TotalSeconds > t).ToList();
+                if (kind == FaultKind.Kill && active.Count > 0) t = active.Max(f => (f.Start + f.Length).TotalSeconds) + 0.2;
+                else if (active.Count >= MaxConcurrent) t = active.Min(f => (f.Start + f.Length).TotalSeconds) + 0.05;
+                else break;
+            }
+            if (t >= end - 0.3) break;
+            faults.Add(new PlannedFault(faults.Count + 1, TimeSpan.FromSeconds(t), TimeSpan.FromSeconds(length), kind, target, links, oneWay, drop, delay));
+            t += 0.4 + random.NextDouble() * 1.6;
+        }
+        return faults;
+    }
+
+    private static bool? OneWay(Random random) => random.Next(4) switch { 0 => true, 1 => false, _ => null };
+
+    private static T Pick<T>(Random random, params (T Value, int Weight)[] choices)
+    {
+        int roll = random.Next(choices.Sum(c => c.Weight));
+        foreach ((T value, int weight) in choices)
+        {
+            if (roll < weight) return value;
+            roll -= weight;
+        }
+        return choices[^1].Value;
+    }
+}

@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Tandem.Checker;
+using Tandem.Client;
+
+namespace Tandem.Chaos;
+
+/// <summary>
+/// Checks the history epoch by epoch, so memory stays bounded however long the run: once an epoch is over and none of
+/// its operations is still running, it reads each of the epoch's keys once more (the final read, through
+/// <see cref="TandemClient"/>), counts lost and duplicated appends against those values and moves the epoch's
+/// operations to a file. <see cref="CheckAsync"/> then runs the linearizability checker on each file, after the
+/// campaign, so the checker never takes CPU from the nodes under test.
+/// </summary>
+internal sealed partial class Verifier(ChaosOptions options, Workload workload, HistoryRecorder history, string coordinator,
+    string spillDirectory, Action<string> log)
+{
+    private readonly List<int> _spilled = [];
+    private readonly List<KeyResult> _keys = [];
+    private readonly Dictionary<string, List<HistoryOp>> _suspects = new(StringComparer.Ordinal);
+    private readonly Stopwatch _checking = new();
+    private readonly Stopwatch _sinceHealed = new();
+    private bool _givenUp;
+
+    public int Operations { get; private set; }
+    public int Ok { get; private set; }
+    public int Unknown { get; private set; }
+    public int Failed { get; private set; }
+    public int Lost { get; private set; }
+    public int Duplicated { get; private set; }
+    public int Unread { get; private set; }
+    public List<string> Problems { get; } = [];
+
+    /// <summary>Every key's checker result so far, folded into one.</summary>
+    public CheckResult Result
+    {
+        get
+        {
+            Verdict verdict = _keys.Any(k => k.Verdict == Verdict.NotLinearizable) ? Verdict.NotLinearizable
+                : _keys.Any(k => k.Verdict == Verdict.Unknown) ? Verdict.Unknown
+                : Verdict.Linearizable;
+            return new CheckResult(verdict, [.. _keys.OrderBy(k => k.Key, StringComparer.Ordinal)], _checking.Elapsed);
+        }
+    }
+
+    /// <summary>Keys that failed a check (non-linearizable first), with their operations.</summary>
+    public IEnumerable<(string Key, List<HistoryOp> Ops)> Suspects => _suspects.Select(kv => (kv.Key, kv.Value));
+
+    /// <summary>From now on a final read that cannot succeed within a minute counts the key as unread.</summary>
+    public void Healed() => _sinceHealed.Start();
+
+    /// <summary>Verifies epoch after epoch until the workload is done (<paramref name="clientsDone"/>) and every epoch is verified.</summary>
+    public async Task RunAsync(Task clientsDone, CancellationToken ct)
+    {
+        await using var reader = new TandemClient(new TandemClientOptions { Coordinator = coordinator, OperationTimeout = TimeSpan.FromSeconds(10) });
+        for (int epoch = 0; ; epoch++)
+        {
+            while (true)
+            {
+                if (clientsDone.IsCompleted && epoch > workload.MaxEpoch) return;
+                // An epoch is verified once its keys can no longer change but for unknown writes, plus a grace period
+                // for those (a delayed or retried copy still on its way).
+                bool due = clientsDone.IsCompleted || history.Elapsed >= options.Epoch * (epoch + 1) + options.OperationTimeout;
+                if (due && workload.IsQuiet(epoch)) break;
+                await Task.Delay(100, ct);
+            }
+            await VerifyAsync(epoch, reader, ct);
+        }
+    }
+
+    private async Task VerifyAsync(int epoch, TandemClient reader, CancellationToken ct)
+    {
+        var finals = new Dictionary<string, string>(StringComparer.Ordinal);
+        int process = history.NewProcess();
+        foreach (string key in workload.KeysOf(epoch))
+        {
+            while (!_givenUp)
+            {
+                long call = history.Now();
+                try
+                {
+                    string value = await reader.GetAsync(key, ct);
+                    history.Add(epoch, new HistoryOp(process, OpKind.Get, key, "", value, call, history.Now(), Outcome.Ok));
+                    finals[key] = value;
+                    break;
+                }
+                catch (Exception e) when (e is TimeoutException or TandemException)
+                {
+                    // Faults may still be active; keep trying until a minute after everything healed.
+                    if (_sinceHealed.IsRunning && _sinceHealed.Elapsed > TimeSpan.FromMinutes(1) || e is TandemException)
+                    {
+                        Problems.Add($"final read of {key} failed: {e.Message}");
+                        _givenUp = true;
+                    }
+                }
+            }
+            if (!finals.ContainsKey(key)) Unread++;
+        }
+
+        List<HistoryOp> ops = history.Take(epoch);
+        Operations += ops.Count;
+        foreach (HistoryOp op in ops)
+        {
+            switch (op.Outcome)
+            {
+                case Outcome.Ok: Ok++; break;
+                case Outcome.Unknown: Unknown++; break;
+                default: Failed++; break;
+            }
+        }
+        var suspects = new List<string>();
+
+        // Lost: an acknowledged append to an append-only key whose token is not in the key's final value.
+        foreach (HistoryOp op in ops.Where(o => o is { Kind: OpKind.Append, Outcome: Outcome.Ok } && Workload.IsAppendOnly(o.Key)))
+        {
+            if (!finals.TryGetValue(op.Key, out string? final) || final.Contains(op.Input, StringComparison.Ordinal)) continue;
+            Lost++;
+            if (Lost <= 10) Problems.Add($"lost: append {op.Input} to {op.Key} was acknowledged (process {op.Process}, call {op.Call}us, return {op.Return}us) but the final value is \"{Shorten(final)}\"");
+            suspects.Add(op.Key);
+        }
+
+        // Duplicated: a token (each is appended by one request) that occurs twice in a final value.
+        foreach ((string key, string final) in finals)
+        {
+            foreach (IGrouping<string, string> token in TokenPattern().Matches(final).Select(m => m.Value).GroupBy(t => t).Where(g => g.Count() > 1))
+            {
+                Duplicated++;
+                if (Duplicated <= 10) Problems.Add($"duplicated: {token.Key} appears {token.Count()} times in the final value of {key}");
+                suspects.Add(key);
+            }
+        }
+
+        foreach (string key in suspects.Distinct())
+        {
+            if (_suspects.Count < 10) _suspects.TryAdd(key, [.. ops.Where(o => o.Key == key)]);
+        }
+        // The linearizability check runs after the campaign, so it never competes with the nodes for the CPU: until
+        // then the epoch waits on disk (Get outputs of append-only keys stored as prefixes of the final value).
+        await HistoryFile.WriteAsync(SpillPath(epoch), ops, finals, ct);
+        _spilled.Add(epoch);
+        log(string.Create(CultureInfo.InvariantCulture, $"epoch {epoch}: {ops.Count} operations, final reads done"));
+    }
+
+    private string SpillPath(int epoch) => Path.Combine(spillDirectory, string.Create(CultureInfo.InvariantCulture, $"epoch-{epoch}.jsonl.gz"));
+
+    /// <summary>Runs the linearizability checker on every epoch, one after the other; keeps the files of failing epochs.</summary>
+    public async Task CheckAsync(bool keepFiles, CancellationToken ct)
+    {
+        foreach (int epoch in _spilled)
+        {
+            string path = SpillPath(epoch);
+            List<HistoryOp> ops = await HistoryFile.ReadAsync(path, ct);
+            _checking.Start();
+            CheckResult check = await Task.Run(() => LinearizabilityChecker.Check(ops, options.CheckBudget, ct), ct);
+            _checking.Stop();
+            _keys.AddRange(check.Keys);
+            var bad = check.Keys.Where(k => k.Verdict != Verdict.Linearizable).ToList();
+            foreach (KeyResult key in bad)
+            {
+                Problems.Add(key.Verdict == Verdict.NotLinearizable
+                    ? $"not linearizable: {key.Key} ({key.Operations} operations): {key.Explanation}"
+                    : $"undecided: {key.Key} ({key.Operations} operations): {key.Explanation ?? "the checker ran out of budget"}");
+                if (!_suspects.ContainsKey(key.Key) && _suspects.Count < 10) _suspects[key.Key] = [.. ops.Where(o => o.Key == key.Key)];
+            }
+            log(string.Create(CultureInfo.InvariantCulture, $"epoch {epoch}: {check.Summary}"));
+            if (!keepFiles && bad.Count == 0 && !ops.Any(o => _suspects.ContainsKey(o.Key))) File.Delete(path);
+        }
+    }
+
+    private static string Shorten(string s) => s.Length <= 200 ? s : $"{s[..100]}...{s[^100..]} ({s.Length} chars)";
+
+    [GeneratedRegex(@"c\d+\.\d+;")]
+    private static partial Regex TokenPattern();
+}

@@ -1,0 +1,294 @@
+using System.Globalization;
+using System.Text;
+using Tandem.Checker;
+using Tandem.Client;
+using Tandem.Net;
+using Tandem.Protocol;
+
+namespace Tandem.Chaos;
+
+/// <summary>
+/// The clients. Each is sequential (one operation at a time) and draws its operations from its own seeded random
+/// source. Even-numbered clients use <see cref="TandemClient"/> (exactly-once writes, retries); odd-numbered ones
+/// speak plain RESP to the primary named by the coordinator and never retry a write.
+/// </summary>
+/// <remarks>
+/// Keys come in two sets: append-only keys (<c>a{i}.e{epoch}</c>: only Get and Append, so every acknowledged
+/// append's token must be in the final value) and mixed keys (<c>m{i}.e{epoch}</c>: every operation). The epoch
+/// advances every <see cref="ChaosOptions.Epoch"/>, so each key's history stays short.
+/// </remarks>
+internal sealed class Workload(ChaosOptions options, string coordinator, HistoryRecorder history, Action<string> log)
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<int, int> _inFlight = [];
+    private int _maxEpoch = -1;
+
+    public int AppendKeys => options.Keys / 2;
+
+    public int MixedKeys => options.Keys - AppendKeys;
+
+    /// <summary>The newest epoch any client has used so far (-1 before the first operation).</summary>
+    public int MaxEpoch
+    {
+        get
+        {
+            lock (_lock) return _maxEpoch;
+        }
+    }
+
+    /// <summary>Every key name of <paramref name="epoch"/>.</summary>
+    public IEnumerable<string> KeysOf(int epoch)
+    {
+        for (int i = 0; i < AppendKeys; i++) yield return AppendKey(i, epoch);
+        for (int i = 0; i < MixedKeys; i++) yield return MixedKey(i, epoch);
+    }
+
+    /// <summary>True once <paramref name="epoch"/> is over and none of its operations is still running: its keys will not change again (but for unknown writes).</summary>
+    public bool IsQuiet(int epoch)
+    {
+        lock (_lock) return CurrentEpoch() > epoch && _inFlight.GetValueOrDefault(epoch) == 0;
+    }
+
+    private int CurrentEpoch() => (int)(history.Elapsed.Ticks / options.Epoch.Ticks);
+
+    /// <summary>Starts an operation in the current epoch; pair with <see cref="Exit"/>.</summary>
+    private int Enter()
+    {
+        lock (_lock)
+        {
+            int epoch = CurrentEpoch();
+            _inFlight[epoch] = _inFlight.GetValueOrDefault(epoch) + 1;
+            _maxEpoch = Math.Max(_maxEpoch, epoch);
+            return epoch;
+        }
+    }
+
+    private void Exit(int epoch)
+    {
+        lock (_lock) _inFlight[epoch]--;
+    }
+
+    public static bool IsAppendOnly(string key) => key.StartsWith('a');
+
+    private static string AppendKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"a{i}.e{epoch}");
+
+    private static string MixedKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"m{i}.e{epoch}");
+
+    /// <summary>Runs every client until <paramref name="stop"/> fires; an operation in progress then finishes first.</summary>
+    public Task RunAsync(CancellationToken stop, CancellationToken abort) =>
+        Task.WhenAll(Enumerable.Range(0, options.Clients).Select(c => Task.Run(() =>
+            c % 2 == 0 ? ExactlyOnceClientAsync(c, stop, abort) : PlainClientAsync(c, stop, abort), CancellationToken.None)));
+
+    private readonly record struct Op(OpKind Kind, string Key, string Input);
+
+    private sealed class Chooser(int seed, int client, Workload workload)
+    {
+        private readonly Random _random = new(unchecked(seed * 1_000_003 + client * 7919 + 17));
+        private int _n;
+
+        public Op Next(int epoch)
+        {
+            bool appendOnly = _random.Next(2) == 0;
+            int index = _random.Next(appendOnly ? workload.AppendKeys : workload.MixedKeys);
+            int roll = _random.Next(100);
+            int n = ++_n;
+            string token = string.Create(CultureInfo.InvariantCulture, $"c{client}.{n};");
+            if (appendOnly) return roll < 60 ? new Op(OpKind.Append, AppendKey(index, epoch), token) : new Op(OpKind.Get, AppendKey(index, epoch), "");
+            string key = MixedKey(index, epoch);
+            return roll switch
+            {
+                < 40 => new Op(OpKind.Get, key, ""),
+                < 75 => new Op(OpKind.PutHash, key, token.TrimEnd(';')),
+                < 85 => new Op(OpKind.Append, key, token),
+                < 95 => new Op(OpKind.Put, key, string.Create(CultureInfo.InvariantCulture, $"p{client}.{n}")),
+                _ => new Op(OpKind.Delete, key, ""),
+            };
+        }
+    }
+
+    private async Task ExactlyOnceClientAsync(int client, CancellationToken stop, CancellationToken abort)
+    {
+        var chooser = new Chooser(options.Seed, client, this);
+        await using var tandem = new TandemClient(new TandemClientOptions { Coordinator = coordinator, OperationTimeout = options.OperationTimeout });
+        int process = history.NewProcess();
+        var pacer = new Pacer(options);
+        while (!stop.IsCancellationRequested && !abort.IsCancellationRequested)
+        {
+            await pacer.WaitAsync(abort);
+            int epoch = Enter();
+            Op op = chooser.Next(epoch);
+            long call = history.Now();
+            string? output = null;
+            Outcome outcome = Outcome.Failed;
+            try
+            {
+                output = op.Kind switch
+                {
+                    OpKind.Get => await tandem.GetAsync(op.Key, abort),
+                    OpKind.Put => await PutAsync(tandem, op, abort),
+                    OpKind.PutHash => await tandem.PutHashAsync(op.Key, op.Input, abort),
+                    OpKind.Append => (await tandem.AppendAsync(op.Key, op.Input, abort)).ToString(CultureInfo.InvariantCulture),
+                    _ => await tandem.DeleteAsync(op.Key, abort) ? "1" : "0",
+                };
+                outcome = Outcome.Ok;
+            }
+            catch (TandemException e) when (e.Code == ErrorCodes.Err)
+            {
+                outcome = Outcome.Failed;
+                log($"client {client}: {op.Kind} {op.Key} refused: {e.Message}");
+            }
+            catch (Exception) when (!abort.IsCancellationRequested)
+            {
+                // Timed out (or any other surprise): a write may or may not have been applied.
+                outcome = op.Kind == OpKind.Get ? Outcome.Failed : Outcome.Unknown;
+            }
+            finally
+            {
+                history.Add(epoch, new HistoryOp(process, op.Kind, op.Key, op.Input, outcome == Outcome.Ok ? output : null, call, history.Now(), outcome));
+                Exit(epoch);
+            }
+            if (outcome == Outcome.Unknown) process = history.NewProcess();
+        }
+    }
+
+    private static async Task<string?> PutAsync(TandemClient tandem, Op op, CancellationToken ct)
+    {
+        await tandem.PutAsync(op.Key, op.Input, ct);
+        return null;
+    }
+
+    private async Task PlainClientAsync(int client, CancellationToken stop, CancellationToken abort)
+    {
+        var chooser = new Chooser(options.Seed, client, this);
+        int process = history.NewProcess();
+        var pacer = new Pacer(options);
+        RespClientConnection? viewService = null, primary = null;
+        try
+        {
+            while (!stop.IsCancellationRequested && !abort.IsCancellationRequested)
+            {
+                if (primary is null or { IsBroken: true })
+                {
+                    if (primary is not null) await primary.DisposeAsync();
+                    primary = null;
+                    try
+                    {
+                        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(abort);
+                        timeout.CancelAfter(TimeSpan.FromSeconds(1));
+                        if (viewService is null or { IsBroken: true }) viewService = await RespClientConnection.ConnectAsync(coordinator, timeout.Token);
+                        View view = View.FromResp(await viewService.SendAsync(timeout.Token, Commands.VsView));
+                        if (view.Primary != "") primary = await RespClientConnection.ConnectAsync(view.Primary, timeout.Token);
+                    }
+                    catch (Exception) when (!abort.IsCancellationRequested)
+                    {
+                        if (viewService is not null) await viewService.DisposeAsync();
+                        viewService = null;
+                    }
+                    if (primary is null)
+                    {
+                        await Pause(abort);
+                        continue;
+                    }
+                }
+
+                await pacer.WaitAsync(abort);
+                int epoch = Enter();
+                Op op = chooser.Next(epoch);
+                string[] command = op.Kind switch
+                {
+                    OpKind.Get => [Commands.Get, op.Key],
+                    OpKind.Put => [Commands.Set, op.Key, op.Input],
+                    OpKind.PutHash => [Commands.PutHash, op.Key, op.Input],
+                    OpKind.Append => [Commands.Append, op.Key, op.Input],
+                    _ => [Commands.Del, op.Key],
+                };
+                bool write = op.Kind != OpKind.Get;
+                long call = history.Now();
+                string? output = null;
+                Outcome outcome = write ? Outcome.Unknown : Outcome.Failed;
+                bool reconnect = false;
+                try
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(abort);
+                    timeout.CancelAfter(options.OperationTimeout);
+                    RespValue reply = await primary.SendAsync(timeout.Token, command);
+                    if (reply.IsError)
+                    {
+                        switch (reply.ErrorCode)
+                        {
+                            case ErrorCodes.NotPrimary:
+                                // Refused before anything was applied; ask the coordinator again.
+                                outcome = Outcome.Failed;
+                                reconnect = true;
+                                break;
+                            case ErrorCodes.Err:
+                                outcome = Outcome.Failed;
+                                log($"client {client}: {op.Kind} {op.Key} refused: {reply.Text}");
+                                break;
+                            default:
+                                // TRYAGAIN: a write may be applied on the primary and later committed, or lost with it.
+                                outcome = write ? Outcome.Unknown : Outcome.Failed;
+                                break;
+                        }
+                    }
+                    else
+                    {
+                        output = Decode(op.Kind, reply);
+                        outcome = Outcome.Ok;
+                    }
+                }
+                catch (Exception) when (!abort.IsCancellationRequested)
+                {
+                    // Timeout or a lost connection after sending: a write may have been applied.
+                    outcome = write ? Outcome.Unknown : Outcome.Failed;
+                    reconnect = true;
+                }
+                finally
+                {
+                    history.Add(epoch, new HistoryOp(process, op.Kind, op.Key, op.Input, output, call, history.Now(), outcome));
+                    Exit(epoch);
+                }
+                if (outcome == Outcome.Unknown) process = history.NewProcess();
+                if (reconnect)
+                {
+                    await primary.DisposeAsync();
+                    primary = null;
+                }
+                if (outcome != Outcome.Ok) await Pause(abort);
+            }
+        }
+        finally
+        {
+            if (primary is not null) await primary.DisposeAsync();
+            if (viewService is not null) await viewService.DisposeAsync();
+        }
+    }
+
+    /// <summary>Keeps one client at <see cref="ChaosOptions.Rate"/> / <see cref="ChaosOptions.Clients"/> operations per second.</summary>
+    private sealed class Pacer(ChaosOptions options)
+    {
+        private readonly long _interval = options.Rate == 0 ? 0 : System.Diagnostics.Stopwatch.Frequency * options.Clients / options.Rate;
+        private long _due = System.Diagnostics.Stopwatch.GetTimestamp();
+
+        public async Task WaitAsync(CancellationToken ct)
+        {
+            if (_interval == 0) return;
+            // Timers are coarse (a short delay can take 10 ms or more), so sleep only once 20 ms ahead of the pace
+            // and let a client that fell behind catch up by at most 50 ms.
+            long now = System.Diagnostics.Stopwatch.GetTimestamp(), ms = System.Diagnostics.Stopwatch.Frequency / 1000;
+            _due = Math.Max(_due + _interval, now - 50 * ms);
+            if (_due - now > 20 * ms) await Task.Delay(TimeSpan.FromSeconds((double)(_due - now) / System.Diagnostics.Stopwatch.Frequency), ct);
+        }
+    }
+
+    private static Task Pause(CancellationToken abort) => Task.Delay(TimeSpan.FromMilliseconds(20 + Random.Shared.Next(30)), abort);
+
+    private static string? Decode(OpKind kind, RespValue reply) => kind switch
+    {
+        OpKind.Get when reply.Kind == RespKind.BulkString => reply.IsNull ? "" : Encoding.UTF8.GetString(reply.Bytes!),
+        OpKind.PutHash when reply.Kind == RespKind.BulkString => reply.IsNull ? "" : Encoding.UTF8.GetString(reply.Bytes!),
+        OpKind.Append or OpKind.Delete when reply.Kind == RespKind.Integer => reply.Integer.ToString(CultureInfo.InvariantCulture),
+        OpKind.Put when reply.Kind == RespKind.SimpleString => null,
+        _ => throw new RespProtocolException($"unexpected reply to {kind}: {reply}"),
+    };
+}

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Tandem.Chaos;
+using Tandem.Checker;
+
+namespace Tandem.Cli;
+
+/// <summary><c>tandem chaos</c>: the fault campaign (the engine is <see cref="ChaosRunner"/>).</summary>
+internal static class ChaosCommand
+{
+    public static Command Create()
+    {
+        var seed = new Option<int?>("--seed") { HelpName = "N", Description = "Seeds the fault schedule and the clients' choices; same seed, same run (up to timing). Default: random, printed." };
+        Option<TimeSpan?> duration = CliParsers.Duration("--duration", TimeSpan.FromSeconds(60), "How long to inject faults.");
+        var clients = new Option<int>("--clients") { HelpName = "N", Description = "Concurrent clients, half exactly-once, half plain RESP.", DefaultValueFactory = _ => 8 };
+        clients.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 256) r.AddError("--clients must be between 1 and 256"); });
+        var rate = new Option<int>("--rate") { HelpName = "N", Description = "Operations per second of all clients together; 0 for unpaced.", DefaultValueFactory = _ => 2000 };
+        rate.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rate must not be negative"); });
+        var keys = new Option<int>("--keys") { HelpName = "N", Description = "Keys in use at a time (half append-only).", DefaultValueFactory = _ => 8 };
+        keys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 2 or > 10_000) r.AddError("--keys must be between 2 and 10000"); });
+        var output = new Option<string?>("--out") { HelpName = "DIR", Description = "Keep node logs, schedule, events, history and timelines here. Default: a temporary directory, kept only on failure." };
+        Option<TimeSpan?> budget = CliParsers.Duration("--check-budget", TimeSpan.FromSeconds(60), "Time the linearizability checker may take.");
+        var verbose = new Option<bool>("--verbose") { Description = "Print every fault as it starts and heals." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Print the fault schedule of the seed and exit." };
+
+        var command = new Command("chaos", "Run a fault campaign: a coordinator and 3 servers as processes behind fault-injecting proxies, "
+            + "concurrent clients, kills, pauses, partitions, loss and delay; then check the history for linearizability. "
+            + "Exit 0 pass, 1 violation, 3 checker undecided.")
+        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun };
+        command.SetAction(async (parse, ct) =>
+        {
+            int n = parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000);
+            TimeSpan length = parse.GetDuration(duration, TimeSpan.FromSeconds(60));
+            if (parse.GetValue(dryRun))
+            {
+                foreach (PlannedFault fault in FaultPlan.Generate(n, length)) Console.WriteLine(fault.Describe());
+                return 0;
+            }
+            var options = new ChaosOptions
+            {
+                Seed = n,
+                Duration = length,
+                Clients = parse.GetValue(clients),
+                Keys = parse.GetValue(keys),
+                Rate = parse.GetValue(rate),
+                OutputDirectory = parse.GetValue(output) is { } dir ? Path.GetFullPath(dir) : null,
+                CheckBudget = parse.GetDuration(budget, TimeSpan.FromSeconds(60)),
+                Verbose = parse.GetValue(verbose),
+            };
+
+            // Ctrl-C or SIGTERM stops the run; the child processes are killed on the way out.
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            void OnSignal(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                stop.Cancel();
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+            ChaosReport report;
+            try
+            {
+                report = await ChaosRunner.RunAsync(options, Console.Out, stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return NodeCommands.Fail($"chaos seed={n}: stopped");
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException)
+            {
+                return NodeCommands.Fail($"chaos seed={n}: {e.Message}");
+            }
+            Console.WriteLine(report.Summary);
+            if (report.Verdict == Verdict.Unknown)
+                Console.WriteLine($"UNDECIDED seed={n}: the checker ran out of its {parse.GetDuration(budget, TimeSpan.FromSeconds(60)).TotalSeconds:0}s budget; "
+                    + "this is not a pass (try --check-budget, or more --keys for shorter key histories)");
+            if (report.ExitCode == 1)
+                Console.WriteLine($"FAILED seed={n} (replay: tandem chaos --seed {n} --duration {Tandem.Client.DurationParser.Format(length)}{Extra(options)})");
+            if (report.OutputDirectory is not null && report.Passed) Console.WriteLine($"output: {report.OutputDirectory}");
+            return report.ExitCode;
+        });
+        return command;
+    }
+
+    private static string Extra(ChaosOptions o) =>
+        (o.Clients != 8 ? $" --clients {o.Clients}" : "") + (o.Keys != 8 ? $" --keys {o.Keys}" : "") + (o.Rate != 2000 ? $" --rate {o.Rate}" : "");
+}

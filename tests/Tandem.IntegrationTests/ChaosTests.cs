@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Tandem.IntegrationTests;
+
+/// <summary>
+/// A CI-sized fault campaign: <c>tandem chaos</c> as a user runs it (real processes, kills, pauses, partitions, loss,
+/// delay), three fixed seeds of 25 s. Each must end with a linearizable history, no lost or duplicated append and a
+/// cluster that recovers.
+/// </summary>
+public partial class ChaosTests
+{
+    [Theory]
+    [InlineData(101)]
+    [InlineData(202)]
+    [InlineData(303)]
+    public async Task ChaosCampaign_IsLinearizable_LosesNothing_Recovers(int seed)
+    {
+        (int exitCode, string stdout, string stderr) = await RunChaosAsync(seed, "25s");
+        string context = $"seed {seed}, exit {exitCode}\nstdout:\n{stdout}\nstderr:\n{stderr}";
+
+        Match summary = SummaryPattern().Match(stdout);
+        Assert.True(summary.Success, $"no summary line; {context}");
+        int Number(string name) => int.Parse(summary.Groups[name].Value, CultureInfo.InvariantCulture);
+
+        Assert.True(exitCode == 0, context);
+        Assert.Equal("Linearizable", summary.Groups["verdict"].Value);
+        Assert.Equal(0, Number("lost"));
+        Assert.Equal(0, Number("duplicated"));
+        Assert.True(Number("ops") > 2000, $"too few operations for a meaningful check; {context}");
+        Assert.True(Number("kill") + Number("pause") + Number("partition") + Number("lossy") + Number("delay") > 0, $"no fault was injected; {context}");
+        Assert.DoesNotContain("FAILED", stdout);
+    }
+
+    [Fact]
+    public async Task ChaosSchedule_SameSeed_SameFaults()
+    {
+        (int first, string a, _) = await RunAsync(["chaos", "--seed", "7", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
+        (int second, string b, _) = await RunAsync(["chaos", "--seed", "7", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
+        (_, string other, _) = await RunAsync(["chaos", "--seed", "8", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
+        Assert.Equal(0, first);
+        Assert.Equal(0, second);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a, other);
+        Assert.Contains("kill", a);
+        Assert.Contains("partition", a);
+    }
+
+    private static Task<(int ExitCode, string Stdout, string Stderr)> RunChaosAsync(int seed, string duration) =>
+        RunAsync(["chaos", "--seed", seed.ToString(CultureInfo.InvariantCulture), "--duration", duration], TimeSpan.FromMinutes(4));
+
+    private static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string[] args, TimeSpan limit)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(CliPath);
+        foreach (string a in args) info.ArgumentList.Add(a);
+        using Process p = Process.Start(info) ?? throw new InvalidOperationException("could not start tandem");
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(limit);
+        try
+        {
+            await p.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // SIGINT first: the campaign then kills its own nodes.
+            try
+            {
+                Process.Start("kill", ["-INT", p.Id.ToString(CultureInfo.InvariantCulture)])?.WaitForExit(5000);
+                if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            throw;
+        }
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    private static string CliPath
+    {
+        get
+        {
+            // tests/Tandem.IntegrationTests/bin/<Configuration>/net10.0/ -> src/Tandem.Cli/bin/<Configuration>/net10.0/tandem.dll
+            var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            string framework = dir.Name, configuration = dir.Parent!.Name;
+            DirectoryInfo root = dir.Parent!.Parent!.Parent!.Parent!.Parent!;
+            string path = Path.Combine(root.FullName, "src", "Tandem.Cli", "bin", configuration, framework, "tandem.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException("build src/Tandem.Cli first", path);
+        }
+    }
+
+    [GeneratedRegex(@"^chaos seed=\d+ duration=\S+ ops=(?<ops>\d+) ok=\d+ unknown=\d+ failed=\d+ faults: kill=(?<kill>\d+) pause=(?<pause>\d+) partition=(?<partition>\d+) lossy=(?<lossy>\d+) delay=(?<delay>\d+) liveness=\S+ lost=(?<lost>\d+) duplicated=(?<duplicated>\d+) (unread=\d+ )?verdict=(?<verdict>\w+)$", RegexOptions.Multiline)]
+    private static partial Regex SummaryPattern();
+}
