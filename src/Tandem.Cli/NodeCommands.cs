@@ -94,7 +94,20 @@ internal static class NodeCommands
             }
         });
 
-        var command = new Command("server", "Run a key-value server.") { listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes };
+        Option<TimeSpan?> frameTimeout = CliParsers.Duration("--frame-timeout", Tandem.Net.RespConnectionHandler.DefaultFrameTimeout,
+            "Close a client whose command stays incomplete this long.");
+        var maxConnections = new Option<int>("--max-connections")
+        {
+            HelpName = "N",
+            Description = "Most connections served at once (clients and other servers).",
+            DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
+        };
+        maxConnections.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+
+        var command = new Command("server", "Run a key-value server.")
+        {
+            listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections,
+        };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -110,6 +123,8 @@ internal static class NodeCommands
                     MaxValueBytes = parse.GetValue(maxValue),
                     MaxKeyBytes = parse.GetValue(maxKey),
                     Routes = (parse.GetValue(routes) ?? []).Select(r => r.Split('=')).ToDictionary(p => p[0], p => p[1]),
+                    FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
+                    MaxConnections = parse.GetValue(maxConnections),
                     LoggerFactory = logging,
                 }, ct);
             }

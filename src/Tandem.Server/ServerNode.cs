@@ -41,11 +41,12 @@ public sealed class ServerNode : IAsyncDisposable
     public static async Task<ServerNode> StartAsync(ServerNodeOptions options, CancellationToken cancellationToken = default)
     {
         Replica? replica = null;
-        var handler = new ServerHandler(options, () => replica);
+        var handler = new ServerHandler(options, () => replica) { FrameTimeout = options.FrameTimeout };
         // A forwarded batch may hold up to 4 MiB of writes plus one largest value: let a frame twice the
         // largest bulk string in, and no more.
         long maxFrame = 2L * options.RespLimits.MaxBulkLength + 1024 * 1024;
-        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, maxFrame);
+        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, maxFrame,
+            options.MaxConnections);
         string me = options.AdvertisedAddress ?? Advertise(host.EndPoint);
         replica = new Replica(me, options);
         return new ServerNode(options, host, handler, replica);

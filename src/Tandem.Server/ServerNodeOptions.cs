@@ -66,6 +66,15 @@ public sealed record ServerNodeOptions
     /// <summary>The address to dial to reach the peer <paramref name="identity"/>.</summary>
     internal string DialAddress(string identity) => Routes.GetValueOrDefault(identity, identity);
 
+    /// <summary>
+    /// Longest time a command may stay incomplete once its first bytes arrived (slow clients are closed).
+    /// Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/> turns it off.
+    /// </summary>
+    public TimeSpan FrameTimeout { get; init; } = Tandem.Net.RespConnectionHandler.DefaultFrameTimeout;
+
+    /// <summary>Most connections served at once (clients and other nodes together). Default 10,000.</summary>
+    public int MaxConnections { get; init; } = Tandem.Net.RespHost.DefaultMaxConnections;
+
     /// <summary>Bounds on the duplicate table.</summary>
     public DuplicateTableOptions Duplicates { get; init; } = new();
 
