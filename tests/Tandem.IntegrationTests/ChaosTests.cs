@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -50,48 +49,8 @@ public partial class ChaosTests
     private static Task<(int ExitCode, string Stdout, string Stderr)> RunChaosAsync(int seed, string duration) =>
         RunAsync(["chaos", "--seed", seed.ToString(CultureInfo.InvariantCulture), "--duration", duration], TimeSpan.FromMinutes(4));
 
-    private static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string[] args, TimeSpan limit)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(CliPath);
-        foreach (string a in args) info.ArgumentList.Add(a);
-        using Process p = Process.Start(info) ?? throw new InvalidOperationException("could not start tandem");
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        timeout.CancelAfter(limit);
-        try
-        {
-            await p.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            // SIGINT first: the campaign then kills its own nodes.
-            try
-            {
-                Process.Start("kill", ["-INT", p.Id.ToString(CultureInfo.InvariantCulture)])?.WaitForExit(5000);
-                if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-            throw;
-        }
-        return (p.ExitCode, await stdout, await stderr);
-    }
-
-    private static string CliPath
-    {
-        get
-        {
-            // tests/Tandem.IntegrationTests/bin/<Configuration>/net10.0/ -> src/Tandem.Cli/bin/<Configuration>/net10.0/tandem.dll
-            var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            string framework = dir.Name, configuration = dir.Parent!.Name;
-            DirectoryInfo root = dir.Parent!.Parent!.Parent!.Parent!.Parent!;
-            string path = Path.Combine(root.FullName, "src", "Tandem.Cli", "bin", configuration, framework, "tandem.dll");
-            return File.Exists(path) ? path : throw new FileNotFoundException("build src/Tandem.Cli first", path);
-        }
-    }
+    private static Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string[] args, TimeSpan limit) =>
+        TandemProcess.RunAsync(limit, null, args);
 
     [GeneratedRegex(@"^chaos seed=\d+ duration=\S+ ops=(?<ops>\d+) ok=\d+ unknown=\d+ failed=\d+ faults: kill=(?<kill>\d+) pause=(?<pause>\d+) partition=(?<partition>\d+) lossy=(?<lossy>\d+) delay=(?<delay>\d+) liveness=\S+ lost=(?<lost>\d+) duplicated=(?<duplicated>\d+) (unread=\d+ )?verdict=(?<verdict>\w+)$", RegexOptions.Multiline)]
     private static partial Regex SummaryPattern();

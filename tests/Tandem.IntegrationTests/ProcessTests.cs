@@ -91,8 +91,15 @@ internal sealed class TandemProcess
         return new TandemProcess(p, string.Join(' ', args));
     }
 
-    /// <summary>Runs <c>tandem</c> to completion and returns its exit code and output.</summary>
-    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(IDictionary<string, string>? env, params string[] args)
+    /// <summary>Runs <c>tandem</c> to completion (at most a minute) and returns its exit code and output.</summary>
+    public static Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(IDictionary<string, string>? env, params string[] args) =>
+        RunAsync(TimeSpan.FromSeconds(60), env, args);
+
+    /// <summary>
+    /// Runs <c>tandem</c> to completion and returns its exit code and output. After <paramref name="limit"/> it gets
+    /// SIGINT (so it can stop what it started), then SIGKILL, and the call throws.
+    /// </summary>
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(TimeSpan limit, IDictionary<string, string>? env, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(CliPath);
@@ -101,7 +108,22 @@ internal sealed class TandemProcess
         using Process p = Process.Start(info)!;
         Task<string> stdout = p.StandardOutput.ReadToEndAsync();
         Task<string> stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync(Timeout(TimeSpan.FromSeconds(60)));
+        try
+        {
+            await p.WaitForExitAsync(Timeout(limit));
+        }
+        catch (OperationCanceledException)
+        {
+            try
+            {
+                Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])?.WaitForExit(5000);
+                if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            throw;
+        }
         return (p.ExitCode, await stdout, await stderr);
     }
 
