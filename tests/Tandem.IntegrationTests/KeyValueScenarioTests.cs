@@ -142,13 +142,7 @@ public class KeyValueScenarioTests
     public async Task TestRepeatedCrash_ReadsSeeLastWritesWhileServersCrash()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        var servers = new List<TestServer>();
-        for (int i = 0; i < 3; i++)
-        {
-            servers.Add(await cluster.StartServerAsync());
-            if (i == 0) await cluster.WaitForPrimaryAsync(servers[0], Patience);
-        }
-        await cluster.WaitForSyncedPairAsync(Patience);
+        List<TestServer> servers = await StartThreeServersAsync(cluster);
 
         using var done = new CancellationTokenSource();
         Task killer = KillerAsync(cluster, servers, TimeSpan.FromSeconds(20), done);
@@ -185,13 +179,7 @@ public class KeyValueScenarioTests
     public async Task TestRepeatedCrashUnreliable_PutHashChainsStayExact()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        var servers = new List<TestServer>();
-        for (int i = 0; i < 3; i++)
-        {
-            servers.Add(await cluster.StartServerAsync());
-            if (i == 0) await cluster.WaitForPrimaryAsync(servers[0], Patience);
-        }
-        await cluster.WaitForSyncedPairAsync(Patience);
+        List<TestServer> servers = await StartThreeServersAsync(cluster);
         foreach (TestServer s in servers) cluster.SetUnreliable(s, true);
 
         using var done = new CancellationTokenSource();
@@ -281,6 +269,13 @@ public class KeyValueScenarioTests
 
     internal static string Fnv(string old, string value) =>
         Encoding.ASCII.GetString(Fnv1a.PutHashValue(Encoding.UTF8.GetBytes(old), Encoding.UTF8.GetBytes(value)));
+
+    /// <summary>Three servers: a primary, a synced backup and a spare.</summary>
+    private static async Task<List<TestServer>> StartThreeServersAsync(TestCluster cluster)
+    {
+        (TestServer primary, TestServer backup) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        return [primary, backup, await cluster.StartServerAsync()];
+    }
 
     internal static async Task KillerAsync(TestCluster cluster, List<TestServer> servers, TimeSpan duration, CancellationTokenSource done)
     {
