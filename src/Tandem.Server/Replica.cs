@@ -140,8 +140,10 @@ public sealed partial class Replica : IDisposable
                 _replicator = null;
                 if (wasPrimary)
                 {
+                    // These writes were applied here and may have reached the backup that now leads: their
+                    // outcome is unknown, so the reply must not be NOTPRIMARY (which promises "not applied").
                     failed = FailAllWaitersLocked();
-                    failure = NotPrimaryError();
+                    failure = RespValue.Error($"{ErrorCodes.TryAgain} the view changed to {next.Number} before this request was confirmed; it may or may not have taken effect");
                 }
             }
         }

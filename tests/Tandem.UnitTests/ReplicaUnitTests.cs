@@ -104,6 +104,25 @@ public class ReplicaUnitTests
     }
 
     [Fact]
+    public async Task WriteWaitingForItsBackup_WhenThePrimaryIsDeposed_IsAnsweredTryAgainNotNotPrimary()
+    {
+        // Found by the fault campaign (seed 2026): such a write may already be on the backup that now leads, so
+        // NOTPRIMARY ("not applied") would be a lie that a plain client cannot recover from.
+        const string refusing = "127.0.0.1:1";
+        Replica primary = NewReplica(A);
+        primary.OnView(new View(1, A, ""), acked: false);
+        primary.OnView(new View(1, A, ""), acked: true);
+        primary.OnView(new View(2, A, refusing)); // the backup never confirms
+        ValueTask<RespValue> write = primary.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
+        Assert.False(write.IsCompleted);
+
+        primary.OnView(new View(3, refusing, ""));
+        RespValue reply = await write;
+        Assert.Equal(ErrorCodes.TryAgain, reply.ErrorCode);
+        Assert.Equal(ErrorCodes.NotPrimary, (await primary.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "w"u8.ToArray()))).ErrorCode);
+    }
+
+    [Fact]
     public async Task LonePrimary_CommitsAtOnce_AndRetriedRequestReturnsSavedReply()
     {
         Replica primary = NewReplica(A);
