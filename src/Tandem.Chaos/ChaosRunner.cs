@@ -157,4 +157,16 @@ public static class ChaosRunner
         }
         return null;
     }
+
+    /// <summary>
+    /// Runs the linearizability checker again over the histories a campaign kept (<c>--out DIR</c>); prints one summary
+    /// line. Exit code semantics as for a run: 0 linearizable, 1 violation, 3 undecided.
+    /// </summary>
+    public static async Task<int> RecheckAsync(string directory, TimeSpan budget, TextWriter output, CancellationToken cancellationToken)
+    {
+        (CheckResult result, int operations, int epochs) = await Verifier.RecheckAsync(directory, budget, output, cancellationToken);
+        await output.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"recheck {directory}: epochs={epochs} ops={operations} keys={result.Keys.Count} verdict={result.Verdict} ({result.Elapsed.TotalSeconds:0.0}s)"));
+        return result.Verdict switch { Verdict.Linearizable => 0, Verdict.NotLinearizable => 1, _ => 3 };
+    }
 }

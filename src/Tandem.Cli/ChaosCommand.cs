@@ -22,15 +22,22 @@ internal static class ChaosCommand
         Option<TimeSpan?> budget = CliParsers.Duration("--check-budget", TimeSpan.FromSeconds(60), "Time the linearizability checker may take.");
         var verbose = new Option<bool>("--verbose") { Description = "Print every fault as it starts and heals." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the fault schedule of the seed and exit." };
+        var recheck = new Option<string?>("--recheck")
+        {
+            HelpName = "DIR",
+            Description = "Check again the histories a run kept with --out DIR (with --check-budget), instead of running a campaign.",
+        };
 
         var command = new Command("chaos", "Run a fault campaign: a coordinator and 3 servers as processes behind fault-injecting proxies, "
             + "concurrent clients, kills, pauses, partitions, loss and delay; then check the history for linearizability. "
             + "Exit 0 pass, 1 violation, 3 checker undecided.")
-        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun };
+        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck };
         command.SetAction(async (parse, ct) =>
         {
             int n = parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000);
             TimeSpan length = parse.GetDuration(duration, TimeSpan.FromSeconds(60));
+            if (parse.GetValue(recheck) is { } kept)
+                return await ChaosRunner.RecheckAsync(Path.GetFullPath(kept), parse.GetDuration(budget, TimeSpan.FromSeconds(60)), Console.Out, ct);
             if (parse.GetValue(dryRun))
             {
                 foreach (PlannedFault fault in FaultPlan.Generate(n, length)) Console.WriteLine(fault.Describe());
