@@ -53,9 +53,6 @@ public sealed partial class Replica : IDisposable
     /// <summary>Number of keys held (for status and tests).</summary>
     public int KeyCount { get { lock (_lock) return _state.Count; } }
 
-    /// <summary>Current length of the value at <paramref name="key"/> (0 if unset), for size checks.</summary>
-    public int LengthOf(byte[] key) { lock (_lock) return _state.Get(key)?.Length ?? 0; }
-
     /// <summary>Sequence number of the last applied write (for status and tests).</summary>
     public long LastApplied { get { lock (_lock) return _state.LastApplied; } }
 
@@ -179,6 +176,9 @@ public sealed partial class Replica : IDisposable
                     seq = saved.LogSeq;
                     break;
                 default:
+                    // Checked here, in the sequencer, so no concurrent append can slip past the limit.
+                    if (op.Code == OpCode.Append && (long)(_state.Get(op.Key)?.Length ?? 0) + op.Value.Length > _options.MaxValueBytes)
+                        return RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes");
                     seq = _state.LastApplied + 1;
                     reply = _state.Apply(op, seq);
                     if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted

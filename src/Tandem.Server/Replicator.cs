@@ -200,32 +200,28 @@ internal sealed class Replicator
         }
     }
 
+    /// <summary>Takes the oldest writes of the outbox, up to the batch limits (at least one). Called under the outbox lock.</summary>
     private List<(Operation Op, long Seq)> TakeBatch()
     {
-        if (_ops.Count <= MaxOpsPerBatch && BatchBytes(_ops.Count) <= MaxBatchBytes)
+        int n = 0;
+        long bytes = 0;
+        while (n < _ops.Count && n < MaxOpsPerBatch)
+        {
+            long size = _ops[n].Op.Key.Length + _ops[n].Op.Value.Length;
+            if (n > 0 && bytes + size > MaxBatchBytes) break;
+            bytes += size;
+            n++;
+        }
+        if (n == _ops.Count)
         {
             List<(Operation, long)> all = _ops;
             _ops = new();
             return all;
         }
-        int n = 1;
-        long bytes = BatchBytes(1);
-        while (n < _ops.Count && n < MaxOpsPerBatch && bytes + _ops[n].Op.Key.Length + _ops[n].Op.Value.Length < MaxBatchBytes)
-        {
-            bytes += _ops[n].Op.Key.Length + _ops[n].Op.Value.Length;
-            n++;
-        }
         List<(Operation, long)> batch = _ops.GetRange(0, n);
         _ops.RemoveRange(0, n);
-        if (_ops.Count > 0) _wake.TrySetResult();
+        _wake.TrySetResult(); // the rest goes in the next batch
         return batch;
-    }
-
-    private long BatchBytes(int count)
-    {
-        long bytes = 0;
-        for (int i = 0; i < count; i++) bytes += _ops[i].Op.Key.Length + _ops[i].Op.Value.Length;
-        return bytes;
     }
 
     private async Task AcknowledgeAsync(ChannelReader<Batch> batches, CancellationTokenSource attempt)

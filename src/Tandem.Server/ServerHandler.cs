@@ -21,11 +21,11 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
 
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
-        RespValue? reply = await DispatchAsync(command);
+        RespValue reply = await DispatchAsync(command);
         return Killed ? null : reply;
     }
 
-    private ValueTask<RespValue?> DispatchAsync(RespCommand cmd)
+    private ValueTask<RespValue> DispatchAsync(RespCommand cmd)
     {
         Replica? r = replica();
         string name = cmd.Name;
@@ -54,7 +54,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
         {
             case Commands.Get:
                 if (cmd.Count != 2) return Done(Arity(name));
-                return Awaited(r.ReadAsync(cmd[1]));
+                return r.ReadAsync(cmd[1]);
             case Commands.Set:
             case Commands.PutHash:
             case Commands.Append:
@@ -74,7 +74,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
         }
     }
 
-    private ValueTask<RespValue?> Write(Replica r, RespCommand cmd, int at, long client, long seq, long acked)
+    private ValueTask<RespValue> Write(Replica r, RespCommand cmd, int at, long client, long seq, long acked)
     {
         string name = Encoding.ASCII.GetString(cmd[at]).ToUpperInvariant();
         int args = cmd.Count - at;
@@ -99,9 +99,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
             return Done(RespValue.Error($"{ErrorCodes.Err} key is {key.Length} bytes; the limit is {options.MaxKeyBytes}"));
         if (value.Length > options.MaxValueBytes)
             return Done(RespValue.Error($"{ErrorCodes.Err} value is {value.Length} bytes; the limit is {options.MaxValueBytes}"));
-        if (code == OpCode.Append && (long)value.Length + (r.LengthOf(key)) > options.MaxValueBytes)
-            return Done(RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {options.MaxValueBytes} bytes"));
-        return Awaited(r.WriteAsync(new Operation(code, key, value, client, seq, acked)));
+        return r.WriteAsync(new Operation(code, key, value, client, seq, acked));
     }
 
     private static RespValue Info(Replica? r)
@@ -118,7 +116,5 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
 
     private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "...";
 
-    private static ValueTask<RespValue?> Done(RespValue v) => new(v);
-
-    private static async ValueTask<RespValue?> Awaited(ValueTask<RespValue> task) => await task;
+    private static ValueTask<RespValue> Done(RespValue v) => new(v);
 }
