@@ -104,10 +104,27 @@ internal static class NodeCommands
         };
         maxConnections.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
 
+        TimeSpan defaultBackupTimeout = TimeSpan.FromMilliseconds(1500);
+        Option<TimeSpan?> backupTimeout = CliParsers.Duration("--backup-timeout", defaultBackupTimeout,
+            "A primary waits this long for any answer of its backup; a backup failing this long is reported to the coordinator and replaced.");
+        var maxBacklog = new Option<long>("--max-backlog-bytes")
+        {
+            HelpName = "N",
+            Description = "Most bytes of writes a primary holds for a backup that is behind; past it writes get TRYAGAIN (not applied).",
+            DefaultValueFactory = _ => 256L * 1024 * 1024,
+        };
+        maxBacklog.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-backlog-bytes must be at least 1"); });
+
         var command = new Command("server", "Run a key-value server.")
         {
-            listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections,
+            listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections, backupTimeout, maxBacklog,
         };
+        command.Validators.Add(r =>
+        {
+            long room = (long)r.GetValue(maxValue) + r.GetValue(maxKey) + 64;
+            if (r.GetValue(maxBacklog) < room)
+                r.AddError($"--max-backlog-bytes must leave room for the largest write: at least {room} (--max-value-bytes + --max-key-bytes + 64)");
+        });
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -125,6 +142,8 @@ internal static class NodeCommands
                     Routes = (parse.GetValue(routes) ?? []).Select(r => r.Split('=')).ToDictionary(p => p[0], p => p[1]),
                     FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
                     MaxConnections = parse.GetValue(maxConnections),
+                    BackupTimeout = parse.GetDuration(backupTimeout, defaultBackupTimeout),
+                    MaxBacklogBytes = parse.GetValue(maxBacklog),
                     LoggerFactory = logging,
                 }, ct);
             }

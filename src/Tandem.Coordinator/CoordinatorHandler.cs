@@ -8,7 +8,8 @@ using Tandem.Protocol;
 namespace Tandem.Coordinator;
 
 /// <summary>
-/// The coordinator's RESP endpoint: <c>PING</c>, <c>VS.PING addr viewnum</c>, <c>VS.VIEW</c> and
+/// The coordinator's RESP endpoint: <c>PING</c>, <c>VS.PING addr viewnum</c>,
+/// <c>VS.UNREACHABLE primary viewnum backup</c>, <c>VS.VIEW</c> and
 /// <c>VS.STATUS</c> (one JSON bulk string). Anything else gets an <c>ERR</c> reply.
 /// </summary>
 public sealed class CoordinatorHandler(ViewService viewService) : RespConnectionHandler
@@ -44,6 +45,11 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                 if (!command.TryLong(2, out long viewNumber) || viewNumber < 0)
                     return RespValue.Error($"{ErrorCodes.Err} view number must be an integer >= 0");
                 return ViewService.Ping(server, viewNumber, out bool acked).ToResp(acked);
+            case Commands.VsUnreachable:
+                if (command.Count != 4) return WrongArity(name);
+                if (!command.TryLong(2, out long reportedView) || reportedView < 1 || command.Text(1).Length == 0 || command.Text(3).Length == 0)
+                    return RespValue.Error($"{ErrorCodes.Err} VS.UNREACHABLE needs a primary, a view number >= 1 and a backup");
+                return RespValue.Int(ViewService.ReportUnreachableBackup(command.Text(1), reportedView, command.Text(3)) ? 1 : 0);
             case Commands.VsView:
                 return command.Count == 1 ? ViewService.CurrentView.ToResp(ViewService.PrimaryAcked) : WrongArity(name);
             case Commands.VsStatus:

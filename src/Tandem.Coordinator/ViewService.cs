@@ -8,11 +8,13 @@ namespace Tandem.Coordinator;
 /// </summary>
 /// <remarks>
 /// Rules: view 1 is made on a tick, never in a ping, so every server's first reply is view 0. The view
-/// changes only once its primary has acknowledged it (pinged with its number). A server silent for the
-/// dead time is dead; a primary or backup that pings 0 after being told its role has restarted and is
-/// treated as dead. The next primary is always the current backup, and only if it is alive and not
-/// restarted. A new backup is the live idle server that first pinged (preferring one that did not just
-/// restart), or none.
+/// changes only once its primary has acknowledged it (pinged with its number), with one exception that keeps
+/// the primary: the backup of an unacknowledged view that is dead, restarted or reported unreachable by the
+/// primary is replaced while the primary stays (nothing was committed through a backup that is not synced,
+/// and the primary holds everything). A server silent for the dead time is dead; a server that pings 0 after
+/// having pinged a view number has restarted. The next primary is always the current primary or backup, and a
+/// backup only if it is alive and not restarted. A new backup is the live idle server that first pinged
+/// (preferring one that did not just restart and one its primary has not reported unreachable), or none.
 /// </remarks>
 public sealed class ViewService
 {
@@ -25,6 +27,7 @@ public sealed class ViewService
     private readonly Dictionary<string, ServerState> _servers = new(StringComparer.Ordinal);
     private View _view = View.Empty;
     private bool _acked;
+    private bool _backupReported;
     private long _nextOrder;
 
     /// <summary>Creates an engine at view 0 with no servers. Call <see cref="Start"/> to run its timer.</summary>
@@ -77,10 +80,11 @@ public sealed class ViewService
             if (!_servers.TryGetValue(server, out ServerState? s))
                 _servers.Add(server, s = new ServerState(_nextOrder++));
             s.LastPing = _time.GetTimestamp();
+            // A running server never goes back to 0 once it has pinged a view number (a would-be primary that
+            // has lost its state pings 0 too, which is the same thing): 0 after a number is a restart. A 0 that
+            // follows 0 only means the server has not taken on a view yet, so a lost reply is harmless.
+            if (viewNumber == 0 && s.ViewNumber > 0) s.Restarted = true;
             s.ViewNumber = viewNumber;
-            bool inRole = HasRole(server, _view);
-            // A 0 before the server has been told its role only means it has not heard of the view yet.
-            if (viewNumber == 0 && inRole && s.ToldRole) s.Restarted = true;
             if (server == _view.Primary && viewNumber == _view.Number)
             {
                 // Tandem servers never acknowledge a view in which they are primary without holding its state
@@ -88,9 +92,29 @@ public sealed class ViewService
                 _acked = true;
                 s.Restarted = false;
             }
-            if (inRole) s.ToldRole = true;
             acked = _acked;
             return _view;
+        }
+    }
+
+    /// <summary>
+    /// The primary of view <paramref name="viewNumber"/> reports that its backup <paramref name="backup"/> does
+    /// not acknowledge (PacificA's primary-initiated reconfiguration). If that is still the current view, the
+    /// next tick replaces the backup (with another idle server, or none) and keeps the primary; the reported
+    /// server is passed over as a backup for <see cref="ViewServiceOptions.UnreachableCooldown"/>.
+    /// </summary>
+    /// <returns>True when the report concerns the current view and was recorded.</returns>
+    public bool ReportUnreachableBackup(string primary, long viewNumber, string backup)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(primary);
+        ArgumentException.ThrowIfNullOrEmpty(backup);
+        lock (_lock)
+        {
+            if (viewNumber != _view.Number || primary != _view.Primary || backup != _view.Backup) return false;
+            _backupReported = true;
+            if (_servers.TryGetValue(backup, out ServerState? s))
+                s.PassOverUntil = _time.GetTimestamp() + (long)(Options.UnreachableCooldown.TotalSeconds * _time.TimestampFrequency);
+            return true;
         }
     }
 
@@ -133,15 +157,22 @@ public sealed class ViewService
     {
         if (_view.Number == 0)
             return PickIdle(now, "") is { } first ? new View(1, first, "") : null;
-        if (!_acked) return null;
-
-        if (!IsUsable(_view.Primary, now))
+        bool primaryUsable = IsUsable(_view.Primary, now);
+        bool backupGone = _view.Backup != "" && (_backupReported || !IsUsable(_view.Backup, now));
+        if (!_acked)
         {
-            // Only the backup holds the state; with no usable backup, waiting is the only safe choice.
+            // The one change allowed before the ack: keep the primary (it holds everything), drop its backup.
+            // The backup of an unacknowledged view is not synced, so nothing was committed through it alone.
+            return primaryUsable && backupGone ? new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "") : null;
+        }
+        if (!primaryUsable)
+        {
+            // Only the backup holds the state; with no usable backup, waiting is the only safe choice. A backup
+            // the primary reported unreachable is still synced: every commit of this view went through it.
             if (_view.Backup == "" || !IsUsable(_view.Backup, now)) return null;
             return new View(_view.Number + 1, _view.Backup, PickIdle(now, _view.Backup) ?? "");
         }
-        if (_view.Backup != "" && !IsUsable(_view.Backup, now))
+        if (backupGone)
             return new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "");
         if (_view.Backup == "" && PickIdle(now, _view.Primary) is { } backup)
             return new View(_view.Number + 1, _view.Primary, backup);
@@ -152,25 +183,24 @@ public sealed class ViewService
     {
         _view = view;
         _acked = false;
-        foreach ((string address, ServerState s) in _servers)
-        {
-            s.Restarted = false;
-            if (!HasRole(address, view)) s.ToldRole = false;
-        }
+        _backupReported = false;
+        foreach (ServerState s in _servers.Values) s.Restarted = false;
     }
 
     /// <summary>
-    /// The live server, other than <paramref name="exclude"/>, that first pinged; one that just restarted
-    /// only if there is no other.
+    /// The live server, other than <paramref name="exclude"/>, that first pinged; one that just restarted only
+    /// if there is no other, and as a backup never one that a primary reported unreachable lately.
     /// </summary>
     private string? PickIdle(long now, string exclude)
     {
         string? best = null;
-        (bool Restarted, long Order) bestKey = (true, long.MaxValue);
+        (bool PassedOver, bool Restarted, long Order) bestKey = (true, true, long.MaxValue);
         foreach ((string address, ServerState s) in _servers)
         {
             if (address == exclude || IsDead(s, now)) continue;
-            (bool, long) key = (s.Restarted, s.Order);
+            bool passedOver = s.PassOverUntil > now;
+            if (passedOver && exclude != "") continue; // a backup the primary cannot reach is worse than none
+            (bool, bool, long) key = (passedOver, s.Restarted, s.Order);
             if (best is not null && key.CompareTo(bestKey) >= 0) continue;
             best = address;
             bestKey = key;
@@ -202,7 +232,7 @@ public sealed class ViewService
         public long LastPing { get; set; }
         public long ViewNumber { get; set; }
         public bool Restarted { get; set; }
-        /// <summary>A ping reply has named this server primary or backup since it last held no role.</summary>
-        public bool ToldRole { get; set; }
+        /// <summary>Until this timestamp the server is not chosen as a backup: a primary could not reach it.</summary>
+        public long PassOverUntil { get; set; }
     }
 }

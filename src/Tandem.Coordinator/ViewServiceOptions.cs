@@ -6,6 +6,7 @@ public sealed record ViewServiceOptions
     private readonly TimeSpan _pingInterval = TimeSpan.FromMilliseconds(100);
     private readonly int _deadPings = 5;
     private readonly TimeProvider _timeProvider = TimeProvider.System;
+    private readonly TimeSpan _unreachableCooldown = TimeSpan.FromSeconds(10);
 
     /// <summary>P: how often servers are expected to ping, and how often the rules are applied. Default 100 ms.</summary>
     public TimeSpan PingInterval
@@ -28,6 +29,17 @@ public sealed record ViewServiceOptions
     {
         get => _timeProvider;
         init => _timeProvider = value ?? throw new ArgumentNullException(nameof(TimeProvider));
+    }
+
+    /// <summary>
+    /// How long a backup that its primary reported unreachable is passed over when a new backup is chosen
+    /// (another idle server is preferred; none is better than one the primary cannot reach). Default 10 s.
+    /// </summary>
+    public TimeSpan UnreachableCooldown
+    {
+        get => _unreachableCooldown;
+        init => _unreachableCooldown = value >= TimeSpan.Zero ? value
+            : throw new ArgumentOutOfRangeException(nameof(UnreachableCooldown), value, "must not be negative");
     }
 
     /// <summary>P × D: how long a server may stay silent before it is dead.</summary>

@@ -26,6 +26,11 @@ public static class Commands
     // Coordinator.
     /// <summary><c>VS.PING server-address view-number</c>: heartbeat; replies the current view.</summary>
     public const string VsPing = "VS.PING";
+    /// <summary>
+    /// <c>VS.UNREACHABLE primary view-number backup</c>: the primary reports that its backup does not acknowledge;
+    /// replies 1 if that is the current view (its backup will be replaced), else 0.
+    /// </summary>
+    public const string VsUnreachable = "VS.UNREACHABLE";
     /// <summary><c>VS.VIEW</c>: the current view, without pinging.</summary>
     public const string VsView = "VS.VIEW";
     /// <summary><c>VS.STATUS</c>: the view and every known server, as one JSON bulk string.</summary>

@@ -57,6 +57,7 @@ public sealed partial class Replica
     private RespValue SnapshotLocked(RespCommand cmd, string session)
     {
         string part = cmd.Text(4).ToUpperInvariant();
+        if (part == "OPEN") return RespValue.Ok; // fencing passed: the primary may take its snapshot now
         if (part == "BEGIN")
         {
             // The live state stays a valid copy (it holds every committed write) until END swaps in the new

@@ -25,6 +25,7 @@ public sealed partial class Replica : IDisposable
     private bool _initialized;
     private long _commitIndex;
     private Replicator? _replicator;
+    private (long View, string Backup)? _unreachableBackup;
     private bool _disposed;
 
     /// <summary>Creates the engine for the server at <paramref name="me"/>.</summary>
@@ -49,6 +50,15 @@ public sealed partial class Replica : IDisposable
     public bool IsServingPrimary { get { lock (_lock) return ServingPrimary; } }
 
     private bool ServingPrimary => _view.Primary == Me && _initialized && !_awaitingFirstAck && !_disposed;
+
+    /// <summary>
+    /// Set when this primary's backup has not acknowledged within <see cref="ServerNodeOptions.BackupTimeout"/>:
+    /// the view and the backup to report to the coordinator, which replaces it. Cleared by the next view.
+    /// </summary>
+    public (long View, string Backup)? UnreachableBackup { get { lock (_lock) return _unreachableBackup; } }
+
+    /// <summary>Bytes of writes held for the backup (queued or not yet acknowledged); 0 without one.</summary>
+    public long BacklogBytes { get { lock (_lock) return _replicator?.BacklogBytes ?? 0; } }
 
     /// <summary>Number of keys held (for status and tests).</summary>
     public int KeyCount { get { lock (_lock) return _state.Count; } }
@@ -90,6 +100,7 @@ public sealed partial class Replica : IDisposable
             if (next.Number <= _view.Number) return;
             View old = _view;
             _previousViewNumber = old.Number;
+            _unreachableBackup = null;
             _awaitingFirstAck = false; // a newer view proves that view 1 was acknowledged
             _view = next;
             _log.LogInformation("{Me}: {View}", Me, next);
@@ -179,6 +190,9 @@ public sealed partial class Replica : IDisposable
                     // Checked here, in the sequencer, so no concurrent append can slip past the limit.
                     if (op.Code == OpCode.Append && (long)(_state.Get(op.Key)?.Length ?? 0) + op.Value.Length > _options.MaxValueBytes)
                         return RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes");
+                    // A backup that is behind may hold only so much of the primary's memory: refuse, do not grow.
+                    if (_replicator is { } link && link.BacklogBytes + Replicator.SizeOf(op) > _options.MaxBacklogBytes)
+                        return RespValue.Error($"{ErrorCodes.TryAgain} the backup is {link.BacklogBytes} bytes behind (limit {_options.MaxBacklogBytes}); this write was not applied");
                     seq = _state.LastApplied + 1;
                     reply = _state.Apply(op, seq);
                     if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted
@@ -196,8 +210,9 @@ public sealed partial class Replica : IDisposable
 
     /// <summary>
     /// Reads on the primary. The value is read now; it is returned only after the backup confirms, with a
-    /// message sent after this read arrived, that this server is still its primary in this view (and has
-    /// every write up to now). Without a backup the primary answers at once: no one can replace it.
+    /// message sent after this read arrived, that this server is still its primary in this view, and the
+    /// backup holds every write applied before this read (so the value is committed). Without a backup the
+    /// primary answers at once: no one can replace it.
     /// </summary>
     public async ValueTask<RespValue> ReadAsync(byte[] key)
     {
@@ -208,7 +223,9 @@ public sealed partial class Replica : IDisposable
             if (!ServingPrimary) return NotPrimaryError();
             value = _state.Get(key);
             if (_replicator is null) return RespValue.Bulk(value);
-            confirmed = _replicator.RequestConfirmation();
+            // ReadIndex: the value may include any write applied so far; answer only once all of them are on
+            // the backup and a confirmation sent after this point has come back.
+            confirmed = _replicator.RequestConfirmation(_state.LastApplied);
         }
         RespValue? error = await WaitAsync(confirmed);
         return error ?? RespValue.Bulk(value);
@@ -242,6 +259,19 @@ public sealed partial class Replica : IDisposable
     internal void OnBackupSynced(Replicator from, long seq)
     {
         OnBackupAcknowledged(from, seq);
+        PingRequested?.Invoke();
+    }
+
+    /// <summary>Called by the replicator when the backup has not acknowledged within the backup timeout.</summary>
+    internal void OnBackupUnreachable(Replicator from)
+    {
+        lock (_lock)
+        {
+            if (_replicator != from || _view.Backup == "") return;
+            if (_unreachableBackup is null)
+                _log.LogWarning("{Me}: backup {Backup} of view {View} does not acknowledge; asking the coordinator to replace it", Me, _view.Backup, _view.Number);
+            _unreachableBackup = (_view.Number, _view.Backup);
+        }
         PingRequested?.Invoke();
     }
 

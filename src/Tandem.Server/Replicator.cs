@@ -26,14 +26,23 @@ internal sealed class Replicator
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly object _outboxLock = new();
+    private readonly FaultInjection? _faults;
     private List<(Operation Op, long Seq)> _ops = new();
-    private List<TaskCompletionSource<RespValue?>> _reads = new();
+    private List<PendingRead> _reads = new();
     private TaskCompletionSource _wake = NewSignal();
     private bool _capturing;
     private long _syncedView;
+    private long _backlogBytes;
+    private long _failingSince;
 
-    /// <summary>A batch sent and not yet acknowledged: its reply, its last write, and the reads it confirms.</summary>
-    private readonly record struct Batch(Task<RespValue> Reply, long LastSeq, List<TaskCompletionSource<RespValue?>> Reads);
+    /// <summary>A read waiting for its confirmation: the last write its value may include, and its reply.</summary>
+    private readonly record struct PendingRead(long ReadIndex, TaskCompletionSource<RespValue?> Done);
+
+    /// <summary>A batch sent and not yet acknowledged: its reply, its last write, its size and the reads it confirms.</summary>
+    private readonly record struct Batch(Task<RespValue> Reply, long LastSeq, long Bytes, List<PendingRead> Reads);
+
+    /// <summary>Bytes an operation holds in the outbox (its key and value, plus bookkeeping).</summary>
+    internal static long SizeOf(in Operation op) => op.Key.Length + op.Value.Length + 64;
 
     public Replicator(Replica replica, View view, ServerNodeOptions options, ILogger log)
     {
@@ -41,7 +50,11 @@ internal sealed class Replicator
         _view = view;
         _options = options;
         _log = log;
+        _faults = options.Faults;
     }
+
+    /// <summary>Bytes of writes held for the backup: queued, or sent and not yet acknowledged.</summary>
+    public long BacklogBytes => Interlocked.Read(ref _backlogBytes);
 
     /// <summary>The view whose backup holds the whole state (0 until the snapshot is installed).</summary>
     public long SyncedView => Volatile.Read(ref _syncedView);
@@ -61,19 +74,26 @@ internal sealed class Replicator
         {
             if (!_capturing) return; // not connected: the next snapshot will carry it
             _ops.Add((op, seq));
+            Interlocked.Add(ref _backlogBytes, SizeOf(op));
             _wake.TrySetResult();
         }
     }
 
-    /// <summary>A task that completes (null) when a batch sent after this call is acknowledged, or with an error.</summary>
-    public Task<RespValue?> RequestConfirmation()
+    /// <summary>
+    /// A task that completes (null) once a batch sent after this call is acknowledged (the backup still takes
+    /// this server as its primary) and the backup holds every write through <paramref name="readIndex"/> (the
+    /// value read is committed): Raft's ReadIndex. Completes with an error when either cannot be shown.
+    /// Called under the replica's lock, so read indexes arrive in order.
+    /// </summary>
+    public Task<RespValue?> RequestConfirmation(long readIndex)
     {
         var tcs = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_outboxLock)
         {
-            _reads.Add(tcs);
+            _reads.Add(new PendingRead(readIndex, tcs));
             _wake.TrySetResult();
         }
+        _faults?.Pass(FaultPoint.ReadRegistered);
         if (_stop.IsCancellationRequested) tcs.TrySetResult(TryAgain("the view changed"));
         return tcs.Task;
     }
@@ -84,6 +104,7 @@ internal sealed class Replicator
         lock (_outboxLock)
         {
             _ops.Clear();
+            Interlocked.Exchange(ref _backlogBytes, 0);
             _capturing = true;
         }
     }
@@ -104,10 +125,12 @@ internal sealed class Replicator
                 {
                     _capturing = false;
                     _ops.Clear();
+                    Interlocked.Exchange(ref _backlogBytes, 0);
                 }
                 FailReads(TryAgain($"the backup {_view.Backup} did not confirm"));
                 _log.LogDebug("{Me}: replication to {Backup} failed: {Error}", _replica.Me, _view.Backup, e.Message);
                 if (e is ReplicationRefusedException { Fenced: true }) _replica.OnFenced();
+                else NoteFailure(e);
                 try
                 {
                     await Task.Delay(backoff, _options.TimeProvider, stop);
@@ -129,14 +152,28 @@ internal sealed class Replicator
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stop);
         CancellationToken ct = attempt.Token;
-        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        connectTimeout.CancelAfter(_options.CommitTimeout);
-        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), connectTimeout.Token, _options.RespLimits);
+        RespClientConnection conn;
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            connectTimeout.CancelAfter(_options.BackupTimeout);
+            try
+            {
+                conn = await RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), connectTimeout.Token, _options.RespLimits);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new TimeoutException($"could not connect to {_view.Backup} within {_options.BackupTimeout.TotalMilliseconds:0} ms");
+            }
+        }
+        await using var _ = conn;
+        string session = Guid.NewGuid().ToString("N")[..16];
+        // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
+        Check(await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "OPEN"), ct));
         Snapshot? snapshot = _replica.SnapshotFor(this);
         if (snapshot is null) return;
-        string session = Guid.NewGuid().ToString("N")[..16];
 
         await SendSnapshotAsync(conn, session, snapshot, ct);
+        Interlocked.Exchange(ref _failingSince, 0);
         Volatile.Write(ref _syncedView, _view.Number);
         _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, snapshot.LastApplied);
         _replica.OnBackupSynced(this, snapshot.LastApplied);
@@ -148,9 +185,11 @@ internal sealed class Replicator
         {
             while (true)
             {
+                if (_faults is not null && await _faults.PassAsync(FaultPoint.BeforeBatch, ct))
+                    throw new IOException("fault point: batch dropped");
                 Task wake;
                 List<(Operation Op, long Seq)> ops;
-                List<TaskCompletionSource<RespValue?>> reads;
+                List<PendingRead> reads;
                 lock (_outboxLock)
                 {
                     if (_ops.Count == 0 && _reads.Count == 0)
@@ -179,13 +218,15 @@ internal sealed class Replicator
                     "REPL.APPLY"u8.ToArray(), Replica.Ascii(_view.Number), System.Text.Encoding.UTF8.GetBytes(_replica.Me),
                     System.Text.Encoding.ASCII.GetBytes(session), Replica.Ascii(lastSent + 1),
                 };
+                long bytes = 0;
                 foreach ((Operation op, long seq) in ops)
                 {
                     if (seq != ++lastSent) throw new InvalidOperationException($"outbox gap: {seq} after {lastSent - 1}");
                     Replica.EncodeOp(args, op);
+                    bytes += SizeOf(op);
                 }
                 Task<RespValue> reply = conn.SendAsync(args, ct);
-                await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, reads), ct);
+                await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, bytes, reads), ct);
             }
         }
         catch (OperationCanceledException) when (acks.IsFaulted)
@@ -196,6 +237,13 @@ internal sealed class Replicator
         {
             inFlight.Writer.TryComplete();
             attempt.Cancel();
+            try
+            {
+                await acks; // it fails the reads it holds; after it, nothing else touches the backlog of this attempt
+            }
+            catch (Exception)
+            {
+            }
             while (inFlight.Reader.TryRead(out Batch batch)) Complete(batch.Reads, TryAgain("the backup link failed"));
         }
     }
@@ -239,25 +287,39 @@ internal sealed class Replicator
 
     private async Task AcknowledgeInOrderAsync(ChannelReader<Batch> batches, CancellationToken ct)
     {
-        await foreach (Batch batch in batches.ReadAllAsync(ct))
+        // Reads whose confirmation came back but whose read index is beyond the acknowledged writes: they wait
+        // for the batch that carries their last write (read indexes only grow, so a queue keeps them in order).
+        var awaitingCommit = new Queue<PendingRead>();
+        try
         {
-            RespValue reply;
-            try
+            await foreach (Batch batch in batches.ReadAllAsync(ct))
             {
-                reply = await batch.Reply;
+                RespValue reply;
+                try
+                {
+                    reply = await Deadline(batch.Reply, ct);
+                }
+                catch
+                {
+                    Complete(batch.Reads, TryAgain("the backup link failed"));
+                    throw;
+                }
+                if (reply.IsError || reply.Kind != RespKind.Integer || reply.Integer != batch.LastSeq)
+                {
+                    Complete(batch.Reads, TryAgain($"the backup refused: {reply.Text}"));
+                    throw new ReplicationRefusedException(reply);
+                }
+                Interlocked.Add(ref _backlogBytes, -batch.Bytes);
+                _replica.OnBackupAcknowledged(this, batch.LastSeq);
+                foreach (PendingRead read in batch.Reads) awaitingCommit.Enqueue(read);
+                while (awaitingCommit.TryPeek(out PendingRead read) && read.ReadIndex <= batch.LastSeq)
+                    awaitingCommit.Dequeue().Done.TrySetResult(null);
             }
-            catch
-            {
-                Complete(batch.Reads, TryAgain("the backup link failed"));
-                throw;
-            }
-            if (reply.IsError || reply.Kind != RespKind.Integer || reply.Integer != batch.LastSeq)
-            {
-                Complete(batch.Reads, TryAgain($"the backup refused: {reply.Text}"));
-                throw new ReplicationRefusedException(reply);
-            }
-            _replica.OnBackupAcknowledged(this, batch.LastSeq);
-            Complete(batch.Reads, null);
+        }
+        finally
+        {
+            RespValue failed = TryAgain("the backup link failed before the read's writes were confirmed");
+            while (awaitingCommit.TryDequeue(out PendingRead read)) read.Done.TrySetResult(failed);
         }
     }
 
@@ -266,8 +328,10 @@ internal sealed class Replicator
         var pending = new Queue<Task<RespValue>>();
         async Task Send(List<byte[]> args)
         {
+            if (_faults is not null && pending.Count > 0 && await _faults.PassAsync(FaultPoint.SnapshotChunk, ct))
+                throw new IOException("fault point: snapshot chunk dropped");
             pending.Enqueue(conn.SendAsync(args, ct));
-            while (pending.Count > 8) Check(await pending.Dequeue());
+            while (pending.Count > 8) Check(await Deadline(pending.Dequeue(), ct));
         }
         List<byte[]> Header(string part) =>
         [
@@ -320,8 +384,8 @@ internal sealed class Replicator
         end.Add(Replica.Ascii(snapshot.Entries.Count));
         end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));
         await Send(end);
-        while (pending.Count > 1) Check(await pending.Dequeue());
-        RespValue last = await pending.Dequeue();
+        while (pending.Count > 1) Check(await Deadline(pending.Dequeue(), ct));
+        RespValue last = await Deadline(pending.Dequeue(), ct);
         if (last.Kind != RespKind.Integer || last.Integer != snapshot.LastApplied) throw new ReplicationRefusedException(last);
     }
 
@@ -330,9 +394,35 @@ internal sealed class Replicator
         if (reply.IsError) throw new ReplicationRefusedException(reply);
     }
 
+    /// <summary>Every wait on the backup has a deadline: a reply later than the backup timeout fails the attempt.</summary>
+    private async Task<RespValue> Deadline(Task<RespValue> reply, CancellationToken ct)
+    {
+        try
+        {
+            return await reply.WaitAsync(_options.BackupTimeout, _options.TimeProvider, ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"the backup {_view.Backup} did not answer within {_options.BackupTimeout.TotalMilliseconds:0} ms");
+        }
+    }
+
+    /// <summary>
+    /// A failed attempt that is not fencing: the backup is unreachable, stalled or broken. Once it has failed
+    /// for the backup timeout (or a reply was that late), ask the coordinator to replace it.
+    /// </summary>
+    private void NoteFailure(Exception e)
+    {
+        long now = _options.TimeProvider.GetTimestamp();
+        long since = Interlocked.CompareExchange(ref _failingSince, now, 0);
+        if (since == 0) since = now;
+        if (e is TimeoutException || _options.TimeProvider.GetElapsedTime(since, now) >= _options.BackupTimeout)
+            _replica.OnBackupUnreachable(this);
+    }
+
     private void FailReads(RespValue error)
     {
-        List<TaskCompletionSource<RespValue?>> reads;
+        List<PendingRead> reads;
         lock (_outboxLock)
         {
             reads = _reads;
@@ -341,10 +431,12 @@ internal sealed class Replicator
         Complete(reads, error);
     }
 
-    private static void Complete(List<TaskCompletionSource<RespValue?>> waiters, RespValue? result)
+    private static void Complete(List<PendingRead> waiters, RespValue? result)
     {
-        foreach (var w in waiters) w.TrySetResult(result);
+        foreach (PendingRead w in waiters) w.Done.TrySetResult(result);
     }
+
+    private static string Num(long n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static RespValue TryAgain(string why) => RespValue.Error($"{ErrorCodes.TryAgain} {why}");
 

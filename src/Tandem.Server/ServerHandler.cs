@@ -11,6 +11,9 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
 {
     private readonly RespLimits _limits = options.RespLimits;
 
+    /// <summary>A reply that stands for "no reply": the connection is closed instead (fault injection).</summary>
+    private static readonly RespValue Dropped = RespValue.Error("DROPPED");
+
     /// <summary>Set when the server is killed: from then on nothing is answered.</summary>
     public volatile bool Killed = false;
 
@@ -22,7 +25,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
         RespValue reply = await DispatchAsync(command);
-        return Killed ? null : reply;
+        return Killed || ReferenceEquals(reply, Dropped) ? null : reply;
     }
 
     private ValueTask<RespValue> DispatchAsync(RespCommand cmd)
@@ -68,10 +71,16 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
                 return Write(r, cmd, 4, client, seq, acked);
             case Commands.ReplSnapshot:
             case Commands.ReplApply:
-                return Done(r.HandleReplication(cmd));
+                return options.Faults is null ? Done(r.HandleReplication(cmd)) : ReplicateWithFaultsAsync(r, cmd);
             default:
                 return Done(RespValue.Error($"{ErrorCodes.Err} unknown command '{Truncate(name)}'"));
         }
+    }
+
+    private async ValueTask<RespValue> ReplicateWithFaultsAsync(Replica r, RespCommand cmd)
+    {
+        // A dropped message is lost unanswered, and the connection with it.
+        return await options.Faults!.PassAsync(FaultPoint.BackupReceive, CancellationToken.None) ? Dropped : r.HandleReplication(cmd);
     }
 
     private ValueTask<RespValue> Write(Replica r, RespCommand cmd, int at, long client, long seq, long acked)

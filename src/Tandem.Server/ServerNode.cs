@@ -81,10 +81,18 @@ public sealed class ServerNode : IAsyncDisposable
                         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
                         attempt.CancelAfter(timeout);
                         conn ??= await RespClientConnection.ConnectAsync(_options.Coordinator, attempt.Token);
+                        if (Replica.UnreachableBackup is { } report)
+                        {
+                            RespValue answer = await conn.SendAsync(attempt.Token, Commands.VsUnreachable, Address,
+                                report.View.ToString(CultureInfo.InvariantCulture), report.Backup);
+                            if (answer.IsError) _log.LogWarning("{Me}: coordinator refused the report of an unreachable backup: {Error}", Address, answer.Text);
+                        }
                         long number = Replica.ViewNumberForPing();
                         RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture));
+                        // Fault point: the ping counted, its reply never arrived.
+                        bool lost = _options.Faults?.Pass(FaultPoint.CoordinatorReply) == true;
                         if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
-                        else
+                        else if (!lost)
                         {
                             View view = View.FromResp(reply, out bool acked);
                             Replica.OnView(view, acked);

@@ -10,6 +10,8 @@ public sealed record ServerNodeOptions
 {
     private readonly TimeSpan _pingInterval = TimeSpan.FromMilliseconds(100);
     private readonly TimeSpan _commitTimeout = TimeSpan.FromSeconds(2);
+    private readonly TimeSpan _backupTimeout = TimeSpan.FromMilliseconds(1500);
+    private readonly long _maxBacklogBytes = 256L * 1024 * 1024;
     private readonly int _maxKeyBytes = 64 * 1024;
     private readonly int _maxValueBytes = 8 * 1024 * 1024;
 
@@ -40,6 +42,28 @@ public sealed record ServerNodeOptions
     {
         get => _commitTimeout;
         init => _commitTimeout = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(CommitTimeout));
+    }
+
+    /// <summary>
+    /// The bound on every wait of a primary on its backup (connect, each snapshot chunk, each batch): a later
+    /// answer fails the attempt, and a backup that fails this long is reported to the coordinator, which
+    /// replaces it. Default 1.5 s.
+    /// </summary>
+    public TimeSpan BackupTimeout
+    {
+        get => _backupTimeout;
+        init => _backupTimeout = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(BackupTimeout));
+    }
+
+    /// <summary>
+    /// Most bytes of writes a primary holds for a backup that is behind (queued, or sent and not yet
+    /// acknowledged). Past it, writes are refused with <c>TRYAGAIN</c> (not applied) instead of growing the
+    /// heap. Default 256 MiB; it must leave room for the largest value.
+    /// </summary>
+    public long MaxBacklogBytes
+    {
+        get => _maxBacklogBytes;
+        init => _maxBacklogBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxBacklogBytes));
     }
 
     /// <summary>Largest key accepted, in bytes. Default 64 KiB.</summary>

@@ -16,6 +16,9 @@ public sealed record TestClusterOptions
     /// <summary>D: pings missed before a server is dead. Default 5.</summary>
     public int DeadPings { get; init; } = 5;
 
+    /// <summary>Adjusts the settings of every server the cluster starts (for example a shorter backup timeout).</summary>
+    public Func<ServerNodeOptions, ServerNodeOptions>? ConfigureServer { get; init; }
+
     /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
     public int Seed { get; init; } = 1;
 
@@ -93,6 +96,7 @@ public sealed class TestCluster : IAsyncDisposable
             Faults = faults,
             LoggerFactory = Options.LoggerFactory,
         };
+        if (Options.ConfigureServer is { } configure) options = configure(options);
         ServerNode node = await ServerNode.StartAsync(options);
         var server = new TestServer(options, node, faults);
         lock (_servers) _servers.Add(server);

@@ -257,23 +257,22 @@ public class ViewServiceTests
         Check(vs, "a:1", "b:2", 2);
         Assert.False(vs.PrimaryAcked);
 
-        // b dies while a still pings 1 (as a primary does until its backup is synced): b stays backup.
+        // b dies while a still pings 1 (as a primary does until its backup is synced): the one change made
+        // without the ack replaces the dead backup and keeps the primary, which holds everything.
         for (int i = 0; i < D * 3; i++)
         {
             vs.Ping("a:1", 1);
             vs.Ping("c:3", 0);
             h.Sleep();
         }
-        Check(vs, "a:1", "b:2", 2);
-
-        vs.Ping("a:1", 2);
-        h.Sleep();
         Check(vs, "a:1", "c:3", 3);
+        Assert.False(vs.PrimaryAcked);
 
-        // The primary dies without acking view 3: the backup is not promoted.
+        // The primary dies without acking view 3: the backup is not promoted, however long it waits.
         for (int i = 0; i < D * 3; i++)
         {
             vs.Ping("c:3", 3);
+            vs.Ping("d:4", 0);
             h.Sleep();
         }
         Check(vs, "a:1", "c:3", 3);
@@ -310,9 +309,9 @@ public class ViewServiceTests
         h.StartCluster("a:1");
         vs.Ping("b:2", 0);
         h.Sleep();
-        vs.Ping("b:2", 0);
+        vs.Ping("b:2", 2);
         vs.Ping("a:1", 2);
-        vs.Ping("b:2", 0); // restarted
+        vs.Ping("b:2", 0); // restarted: 0 after it had pinged view 2
         h.Sleep();
         Check(vs, "a:1", "b:2", 3); // a new view, so the primary sends it the whole state again
     }
@@ -445,5 +444,159 @@ public class ViewServiceTests
         var vs = new ViewService(new ViewServiceOptions());
         Assert.Throws<ArgumentException>(() => vs.Ping("", 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => vs.Ping("a:1", -1));
+    }
+
+    /// <summary>Makes view 2 = (a, b) acked by a, with b having learned it.</summary>
+    private static void StartPair(Harness h)
+    {
+        h.StartCluster("a:1");
+        h.Vs.Ping("b:2", 0);
+        h.Sleep();
+        Check(h.Vs, "a:1", "b:2", 2);
+        h.Vs.Ping("b:2", 2);
+        h.Vs.Ping("a:1", 2);
+        Assert.True(h.Vs.PrimaryAcked);
+    }
+
+    [Fact]
+    public void RestartedPrimary_ChosenAsNextBackup_CostsOneViewChange()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartPair(h);
+
+        vs.Ping("a:1", 0); // a restarted
+        h.Sleep();
+        Check(vs, "b:2", "a:1", 3);
+
+        // a keeps pinging 0 until it learns its new role (its reply may be lost); b syncs it and acks.
+        for (int i = 0; i < D; i++)
+        {
+            vs.Ping("a:1", 0);
+            vs.Ping("b:2", i < 2 ? 2 : 3);
+            h.Sleep();
+        }
+        vs.Ping("a:1", 3);
+        h.Sleep();
+        Check(vs, "b:2", "a:1", 3);
+        Assert.True(vs.PrimaryAcked);
+    }
+
+    [Fact]
+    public void LostPingReply_ToAFreshBackup_IsNotARestart()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        h.StartCluster("a:1");
+        vs.Ping("b:2", 0);
+        h.Sleep();
+        Check(vs, "a:1", "b:2", 2);
+        vs.Ping("b:2", 0); // the reply naming b backup was lost; b pings 0 again
+        vs.Ping("a:1", 2);
+        h.Sleep();
+        Check(vs, "a:1", "b:2", 2);
+        Assert.DoesNotContain(vs.GetStatus().Servers, s => s.Restarted);
+    }
+
+    [Fact]
+    public void DeadBackup_OfAnUnackedView_IsReplaced_AndThePrimaryKept()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartPair(h);
+        vs.Ping("c:3", 0);
+        // b dies; view 3 names c, which dies during its transfer (a never acks 3) while d is idle.
+        for (int i = 0; i <= D; i++)
+        {
+            vs.Ping("a:1", 2);
+            vs.Ping("c:3", 0);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "c:3", 3);
+        for (int i = 0; i <= D; i++)
+        {
+            vs.Ping("a:1", 2);
+            vs.Ping("d:4", 0);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "d:4", 4);
+        Assert.False(vs.PrimaryAcked);
+    }
+
+    [Fact]
+    public void RestartedPrimary_OfAnUnackedView_IsNotReplaced()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartPair(h);
+        vs.Ping("c:3", 0);
+        for (int i = 0; i <= D; i++) // a dies: b is promoted, c is its new backup
+        {
+            vs.Ping("b:2", 2);
+            vs.Ping("c:3", 0);
+            h.Sleep();
+        }
+        Check(vs, "b:2", "c:3", 3);
+        // b restarts before it acks view 3: nobody holds everything for sure, so the view waits.
+        for (int i = 0; i < D * 3; i++)
+        {
+            vs.Ping("b:2", 0);
+            vs.Ping("c:3", 3);
+            h.Sleep();
+        }
+        Check(vs, "b:2", "c:3", 3);
+    }
+
+    [Fact]
+    public void UnreachableBackup_ReportedByThePrimary_IsReplaced_AndPassedOverForTheCooldown()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartPair(h);
+        Assert.False(vs.ReportUnreachableBackup("b:2", 2, "a:1")); // only the primary may report
+        Assert.False(vs.ReportUnreachableBackup("a:1", 1, "b:2")); // and only for the current view
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        h.Sleep();
+        Check(vs, "a:1", "", 3); // no other idle server: none is better than one the primary cannot reach
+
+        int cooldown = (int)(vs.Options.UnreachableCooldown / P);
+        for (int i = 0; i < cooldown - 5; i++)
+        {
+            vs.Ping("a:1", 3);
+            vs.Ping("b:2", 2);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "", 3);
+
+        vs.Ping("c:3", 0); // another idle server is taken at once
+        h.Sleep();
+        Check(vs, "a:1", "c:3", 4);
+    }
+
+    [Fact]
+    public void UnreachableBackup_OfAnUnackedView_IsReplaced()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        h.StartCluster("a:1");
+        vs.Ping("b:2", 0);
+        vs.Ping("c:3", 0);
+        h.Sleep();
+        Check(vs, "a:1", "b:2", 2);
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        h.Sleep();
+        Check(vs, "a:1", "c:3", 3);
+    }
+
+    [Fact]
+    public void UnreachableBackup_IsStillPromoted_WhenThePrimaryDiesFirst()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartPair(h);
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        vs.Ping("a:1", 0); // a restarts before the tick: b is the only copy, and every commit went through it
+        h.Sleep();
+        Check(vs, "b:2", "a:1", 3);
     }
 }
