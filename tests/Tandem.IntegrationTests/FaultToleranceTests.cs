@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using Tandem.Net;
+using Tandem.Protocol;
+using Tandem.Server;
+using Tandem.Testing;
+using static Tandem.IntegrationTests.Scenario;
+
+namespace Tandem.IntegrationTests;
+
+/// <summary>
+/// Interleavings that used to lose safety or liveness, each forced with a named fault point rather than
+/// hoped for: reads confirmed by a batch that lacks their write, a new backup that dies during its transfer,
+/// a backup that stops answering while it still pings the coordinator, and a backlog that grew without bound.
+/// </summary>
+public class FaultToleranceTests(ITestOutputHelper output)
+{
+    private const int MiB = 1024 * 1024;
+
+    [Fact]
+    public async Task Read_ConfirmedByABatchWithoutItsWrite_IsNotAnsweredUntilThatWriteIsOnTheBackup()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "k", "old")).Text);
+        long before = p.Node!.Replica.LastApplied;
+
+        await using RespClientConnection writer = await RespClientConnection.ConnectAsync(p.Address, Timeout());
+        await using RespClientConnection reader = await RespClientConnection.ConnectAsync(p.Address, Timeout());
+        Task<RespValue> read;
+        using (FaultGate stream = p.Faults.Hold(FaultPoint.BeforeBatch))
+        {
+            // W1 is larger than one batch may carry, so W2 goes in the next batch.
+            Task<RespValue> w1 = writer.SendAsync(Timeout(), "SET", "big", new string('x', 5 * MiB));
+            Task<RespValue> w2 = writer.SendAsync(Timeout(), "SET", "k", "new");
+            await Wait.UntilAsync(() => p.Node!.Replica.LastApplied == before + 2 && stream.Waiting == 1, Patience,
+                "both writes applied on the primary and the stream held");
+
+            int registered = p.Faults.Hits(FaultPoint.ReadRegistered);
+            read = reader.SendAsync(Timeout(), "GET", "k"); // reads "new", which is not on the backup yet
+            await p.Faults.WaitForHitsAsync(FaultPoint.ReadRegistered, registered + 1, Patience);
+
+            stream.Release(1); // one batch goes: W1 and the read's confirmation; W2 stays on the primary
+            Assert.Equal("OK", (await w1).Text);
+            await Wait.UntilAsync(() => stream.Waiting == 1, Patience, "the stream held again before W2");
+            await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken));
+            RespValue? early = read.IsCompletedSuccessfully ? await read : null;
+            Assert.False(early?.Text == "new", "the primary answered a value whose write its backup does not have");
+            Assert.Equal(before + 1, b.Node!.Replica.LastApplied);
+
+            // The primary dies before W2 reaches the backup: W2 is lost, and no one was told it happened.
+            await cluster.KillAsync(p);
+            RespValue? w2Reply = await w2.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
+            Assert.NotEqual("OK", w2Reply?.Text);
+        }
+        RespValue? answered = await read.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
+        Assert.NotEqual("new", answered?.Text);
+        await cluster.WaitForPrimaryAsync(b, Patience);
+        Assert.Equal("old", (await SendAsync(b.Address, "GET", "k")).Text);
+    }
+
+    [Fact]
+    public async Task NewBackup_KilledDuringItsTransfer_DoesNotWedge_TheIdleServerBecomesTheSyncedBackup()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        await FillAsync(p.Address, keys: 5000); // several snapshot chunks
+        TestServer spare = await cluster.StartServerAsync();
+
+        FaultGate stall = p.Faults.Hold(FaultPoint.SnapshotChunk);
+        await cluster.KillAsync(b);
+        await cluster.WaitForViewAsync(v => v.Backup == spare.Address, Patience, "the spare named backup");
+        await Wait.UntilAsync(() => stall.Waiting == 1, Patience, "the transfer to the spare stalled after BEGIN");
+        Assert.False(cluster.Coordinator.ViewService.PrimaryAcked);
+
+        TestServer fresh = await cluster.StartServerAsync();
+        await cluster.KillAsync(spare); // for good, mid-transfer
+        var since = Stopwatch.StartNew();
+        stall.Dispose();
+
+        await PutUntilOkAsync(p.Address, "after", "1");
+        output.WriteLine($"first write accepted {since.ElapsedMilliseconds} ms after the new backup died");
+        await cluster.WaitForBackupAsync(fresh, Patience);
+        output.WriteLine($"the idle server synced {since.ElapsedMilliseconds} ms after the new backup died");
+        Assert.Equal(p.Address, cluster.View.Primary);
+
+        // The fresh backup holds everything: it serves it all once the primary is gone.
+        await cluster.KillAsync(p);
+        await cluster.WaitForPrimaryAsync(fresh, Patience);
+        Assert.Equal(5001, fresh.Node!.Replica.KeyCount);
+        Assert.Equal("1", (await SendAsync(fresh.Address, "GET", "after")).Text);
+        Assert.Equal("v4999", (await SendAsync(fresh.Address, "GET", "k4999")).Text);
+    }
+
+    [Fact]
+    public async Task Backup_ThatStopsAnswering_IsReplaced_AndWritesResumeDuringTheCut()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        long viewBefore = cluster.View.Number;
+
+        // The backup still pings the coordinator but never answers its primary (both directions cut).
+        using FaultGate cut = b.Faults.Hold(FaultPoint.BackupReceive);
+        var since = Stopwatch.StartNew();
+        await PutUntilOkAsync(p.Address, "k", "during the cut");
+        output.WriteLine($"first write accepted {since.ElapsedMilliseconds} ms after the cut");
+        Assert.True(cut.Waiting > 0, "the cut was still in place");
+
+        View view = cluster.View;
+        Assert.Equal(p.Address, view.Primary);
+        Assert.NotEqual(b.Address, view.Backup);
+        Assert.True(view.Number > viewBefore);
+        Assert.Equal("during the cut", (await SendAsync(p.Address, "GET", "k")).Text);
+    }
+
+    [Fact]
+    public async Task Backlog_ForABackupThatIsBehind_IsBounded_AndWritesPastItAreRefusedUnapplied()
+    {
+        const long budget = 8 * MiB;
+        await using TestCluster cluster = await TestCluster.StartAsync(new TestClusterOptions
+        {
+            // A long backup timeout keeps the stalled backup in the view for the whole test.
+            ConfigureServer = o => o with { MaxBacklogBytes = budget, BackupTimeout = TimeSpan.FromMinutes(2) },
+        });
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        long before = p.Node!.Replica.LastApplied;
+
+        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(p.Address, Timeout());
+        RespValue[] replies;
+        using (b.Faults.Hold(FaultPoint.BackupReceive))
+        {
+            string value = new('v', MiB);
+            replies = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => conn.SendAsync(Timeout(), "SET", $"k{i}", value)));
+            Assert.InRange(p.Node.Replica.BacklogBytes, 1, budget);
+        }
+        string[] refused = replies.Where(r => r.IsError && r.Text.Contains("not applied", StringComparison.Ordinal)).Select(r => r.Text).ToArray();
+        Assert.InRange(refused.Length, 10, 20);
+        Assert.All(refused, text => Assert.StartsWith(ErrorCodes.TryAgain, text, StringComparison.Ordinal));
+        Assert.InRange(p.Node.Replica.LastApplied - before, 1, 20 - refused.Length);
+
+        // Once the backup answers again the backlog drains.
+        await Wait.UntilAsync(() => p.Node.Replica.BacklogBytes == 0 && b.Node!.Replica.LastApplied == p.Node.Replica.LastApplied,
+            Patience, "the backlog to drain");
+    }
+
+    [Fact]
+    public async Task RestartedPrimary_ChosenAsTheNextBackup_CostsOneViewChange()
+    {
+        // A long dead time, so the restart is seen as a restart (ping 0), never as a death first.
+        await using TestCluster cluster = await TestCluster.StartAsync(new TestClusterOptions { DeadPings = 30 });
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        long number = cluster.View.Number;
+
+        await cluster.RestartAsync(p);
+        await cluster.WaitForBackupAsync(p, Patience);
+        Assert.Equal(new View(number + 1, b.Address, p.Address), cluster.View);
+    }
+
+    private static async Task FillAsync(string address, int keys)
+    {
+        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(address, Timeout());
+        RespValue[] replies = await Task.WhenAll(Enumerable.Range(0, keys).Select(i => conn.SendAsync(Timeout(), "SET", $"k{i}", $"v{i}")));
+        Assert.All(replies, r => Assert.Equal("OK", r.Text));
+    }
+
+    /// <summary>Writes until the primary answers OK (TRYAGAIN means "not yet"); fails after the patience.</summary>
+    private static async Task PutUntilOkAsync(string address, string key, string value)
+    {
+        DateTime deadline = DateTime.UtcNow + Patience;
+        RespValue last;
+        do
+        {
+            last = await SendAsync(address, "SET", key, value);
+            if (last.Text == "OK") return;
+            Assert.Equal(ErrorCodes.TryAgain, last.ErrorCode);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.Fail($"no write accepted within {Patience.TotalSeconds} s; last reply {last}");
+    }
+}
