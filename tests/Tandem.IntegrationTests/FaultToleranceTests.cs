@@ -153,6 +153,9 @@ public class FaultToleranceTests(ITestOutputHelper output)
         await cluster.RestartAsync(p);
         await cluster.WaitForBackupAsync(p, Patience);
         Assert.Equal(new View(number + 1, b.Address, p.Address), cluster.View);
+        // A second change, if any, would follow within a tick or two of the ack; watch for ten.
+        await Task.Delay(cluster.Options.PingInterval * 10, TestContext.Current.CancellationToken);
+        Assert.Equal(new View(number + 1, b.Address, p.Address), cluster.View);
     }
 
     private static async Task FillAsync(string address, int keys)
