@@ -119,14 +119,12 @@ internal static class NodeCommands
         {
             listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections, backupTimeout, maxBacklog,
         };
-        command.Validators.Add(r =>
-        {
-            long room = (long)r.GetValue(maxValue) + r.GetValue(maxKey) + 64;
-            if (r.GetValue(maxBacklog) < room)
-                r.AddError($"--max-backlog-bytes must leave room for the largest write: at least {room} (--max-value-bytes + --max-key-bytes + 64)");
-        });
+
         command.SetAction(async (parse, ct) =>
         {
+            long room = (long)parse.GetValue(maxValue) + parse.GetValue(maxKey) + 64;
+            if (parse.GetValue(maxBacklog) < room)
+                return Fail($"--max-backlog-bytes must leave room for the largest write: at least {room} (--max-value-bytes + --max-key-bytes + 64)");
             using ILoggerFactory logging = ConsoleLogging();
             ServerNode node;
             try

@@ -39,19 +39,25 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                     _ => WrongArity(name),
                 };
             case Commands.VsPing:
-                if (command.Count != 3) return WrongArity(name);
+                if (command.Count is not (3 or 4)) return WrongArity(name);
                 string server = command.Text(1);
                 if (server.Length == 0) return RespValue.Error($"{ErrorCodes.Err} server address must not be empty");
                 if (!command.TryLong(2, out long viewNumber) || viewNumber < 0)
                     return RespValue.Error($"{ErrorCodes.Err} view number must be an integer >= 0");
-                return ViewService.Ping(server, viewNumber, out bool acked).ToResp(acked);
+                long held = -1;
+                if (command.Count == 4 && (!command.TryLong(3, out held) || held < 0))
+                    return RespValue.Error($"{ErrorCodes.Err} held view must be an integer >= 0");
+                View view = ViewService.Ping(server, viewNumber, held, out bool acked, out long lastAcked);
+                return view.ToResp(acked, lastAcked);
             case Commands.VsUnreachable:
                 if (command.Count != 4) return WrongArity(name);
                 if (!command.TryLong(2, out long reportedView) || reportedView < 1 || command.Text(1).Length == 0 || command.Text(3).Length == 0)
                     return RespValue.Error($"{ErrorCodes.Err} VS.UNREACHABLE needs a primary, a view number >= 1 and a backup");
                 return RespValue.Int(ViewService.ReportUnreachableBackup(command.Text(1), reportedView, command.Text(3)) ? 1 : 0);
             case Commands.VsView:
-                return command.Count == 1 ? ViewService.CurrentView.ToResp(ViewService.PrimaryAcked) : WrongArity(name);
+                if (command.Count != 1) return WrongArity(name);
+                ViewServiceStatus status = ViewService.GetStatus();
+                return status.View.ToResp(status.Acked, status.LastAcked?.Number ?? 0);
             case Commands.VsStatus:
                 return command.Count == 1 ? RespValue.Bulk(StatusJson(ViewService.GetStatus())) : WrongArity(name);
             default:
@@ -76,6 +82,7 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
             json.WriteString("primary", status.View.Primary);
             json.WriteString("backup", status.View.Backup);
             json.WriteBoolean("acked", status.Acked);
+            json.WriteNumber("lastAckedView", status.LastAcked?.Number ?? 0);
             json.WriteNumber("pingIntervalMs", status.PingInterval.TotalMilliseconds);
             json.WriteNumber("deadPings", status.DeadPings);
             json.WriteStartArray("servers");
@@ -88,6 +95,7 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                 json.WriteNumber("lastPingMsAgo", (long)s.SinceLastPing.TotalMilliseconds);
                 json.WriteNumber("viewNumber", s.ViewNumber);
                 json.WriteBoolean("restarted", s.Restarted);
+                json.WriteNumber("heldView", s.HeldView);
                 json.WriteEndObject();
             }
             json.WriteEndArray();

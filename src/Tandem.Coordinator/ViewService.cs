@@ -28,6 +28,7 @@ public sealed class ViewService
     private View _view = View.Empty;
     private bool _acked;
     private bool _backupReported;
+    private View _lastAcked = View.Empty;
     private long _nextOrder;
 
     /// <summary>Creates an engine at view 0 with no servers. Call <see cref="Start"/> to run its timer.</summary>
@@ -71,10 +72,25 @@ public sealed class ViewService
     /// <param name="server">The server's <c>HOST:PORT</c>.</param>
     /// <param name="viewNumber">The newest view number the server knows; 0 after a (re)start.</param>
     /// <param name="acked">Whether the returned view has been acknowledged by its primary.</param>
-    public View Ping(string server, long viewNumber, out bool acked)
+    public View Ping(string server, long viewNumber, out bool acked) => Ping(server, viewNumber, -1, out acked, out _);
+
+    /// <summary>Records a heartbeat that also says which view's state the server holds (see the full overload).</summary>
+    public View Ping(string server, long viewNumber, long heldView, out bool acked) => Ping(server, viewNumber, heldView, out acked, out _);
+
+    /// <summary>Records a heartbeat that also says which view's state the server holds.</summary>
+    /// <param name="server">The server's <c>HOST:PORT</c>.</param>
+    /// <param name="viewNumber">The newest view number the server has taken on; 0 after a (re)start.</param>
+    /// <param name="heldView">
+    /// The newest view in which the server's state was a synced copy (0: it holds none; -1: it does not say).
+    /// Only a server that says it holds the last acknowledged view can be fallen back to.
+    /// </param>
+    /// <param name="acked">Whether the returned view has been acknowledged by its primary.</param>
+    /// <param name="lastAcked">The number of the newest acknowledged view (a server named primary must hold it).</param>
+    public View Ping(string server, long viewNumber, long heldView, out bool acked, out long lastAcked)
     {
         ArgumentException.ThrowIfNullOrEmpty(server);
         ArgumentOutOfRangeException.ThrowIfNegative(viewNumber);
+        ArgumentOutOfRangeException.ThrowIfLessThan(heldView, -1);
         lock (_lock)
         {
             if (!_servers.TryGetValue(server, out ServerState? s))
@@ -85,14 +101,17 @@ public sealed class ViewService
             // follows 0 only means the server has not taken on a view yet, so a lost reply is harmless.
             if (viewNumber == 0 && s.ViewNumber > 0) s.Restarted = true;
             s.ViewNumber = viewNumber;
+            s.HeldView = heldView;
             if (server == _view.Primary && viewNumber == _view.Number)
             {
                 // Tandem servers never acknowledge a view in which they are primary without holding its state
                 // (they ping 0 instead), so an ack also clears a restart flag that a lost reply caused.
                 _acked = true;
+                _lastAcked = _view;
                 s.Restarted = false;
             }
             acked = _acked;
+            lastAcked = _lastAcked.Number;
             return _view;
         }
     }
@@ -148,8 +167,9 @@ public sealed class ViewService
                 !IsDead(p.Value, now),
                 _time.GetElapsedTime(p.Value.LastPing, now),
                 p.Value.ViewNumber,
-                p.Value.Restarted)).ToList();
-            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers);
+                p.Value.Restarted,
+                p.Value.HeldView)).ToList();
+            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers, _lastAcked);
         }
     }
 
@@ -161,9 +181,12 @@ public sealed class ViewService
         bool backupGone = _view.Backup != "" && (_backupReported || !IsUsable(_view.Backup, now));
         if (!_acked)
         {
-            // The one change allowed before the ack: keep the primary (it holds everything), drop its backup.
-            // The backup of an unacknowledged view is not synced, so nothing was committed through it alone.
-            return primaryUsable && backupGone ? new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "") : null;
+            // Before the ack, the view may change in two ways only. Keep the primary (it holds everything) and
+            // drop a backup that is gone: nothing was committed through a backup that is not synced.
+            if (primaryUsable) return backupGone ? new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "") : null;
+            // Or, the primary gone, fall back to a server of the last acknowledged view that still holds it:
+            // a primary answers nobody before its ack is recorded, so every acknowledged write is there.
+            return FallBack(now);
         }
         if (!primaryUsable)
         {
@@ -176,6 +199,17 @@ public sealed class ViewService
             return new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "");
         if (_view.Backup == "" && PickIdle(now, _view.Primary) is { } backup)
             return new View(_view.Number + 1, _view.Primary, backup);
+        return null;
+    }
+
+    private View? FallBack(long now)
+    {
+        if (_lastAcked.Number == 0) return null;
+        foreach (string candidate in (string[])[_lastAcked.Primary, _lastAcked.Backup])
+        {
+            if (candidate == "" || !IsUsable(candidate, now) || _servers[candidate].HeldView < _lastAcked.Number) continue;
+            return new View(_view.Number + 1, candidate, PickIdle(now, candidate) ?? "");
+        }
         return null;
     }
 
@@ -232,6 +266,8 @@ public sealed class ViewService
         public long LastPing { get; set; }
         public long ViewNumber { get; set; }
         public bool Restarted { get; set; }
+        /// <summary>The view whose state the last ping said the server holds (-1: not said).</summary>
+        public long HeldView { get; set; } = -1;
         /// <summary>Until this timestamp the server is not chosen as a backup: a primary could not reach it.</summary>
         public long PassOverUntil { get; set; }
     }

@@ -19,8 +19,10 @@ public enum ServerRole
 /// <param name="Alive">False once it has been silent for the dead time.</param>
 /// <param name="SinceLastPing">Time since its last ping.</param>
 /// <param name="ViewNumber">The view number its last ping reported.</param>
-/// <param name="Restarted">True when, as primary or backup, it pinged 0 (lost its state) since the view began.</param>
-public sealed record ServerStatus(string Address, ServerRole Role, bool Alive, TimeSpan SinceLastPing, long ViewNumber, bool Restarted);
+/// <param name="Restarted">True when it pinged 0 after a view number (it lost its state) since the view began.</param>
+/// <param name="HeldView">The newest view whose state it reported holding (-1 when its pings do not say).</param>
+public sealed record ServerStatus(string Address, ServerRole Role, bool Alive, TimeSpan SinceLastPing, long ViewNumber, bool Restarted,
+    long HeldView = -1);
 
 /// <summary>A snapshot of the view service.</summary>
 /// <param name="View">The current view.</param>
@@ -28,4 +30,6 @@ public sealed record ServerStatus(string Address, ServerRole Role, bool Alive, T
 /// <param name="PingInterval">P.</param>
 /// <param name="DeadPings">D.</param>
 /// <param name="Servers">Every server still remembered, in the order they first pinged.</param>
-public sealed record ViewServiceStatus(View View, bool Acked, TimeSpan PingInterval, int DeadPings, IReadOnlyList<ServerStatus> Servers);
+/// <param name="LastAcked">The newest view whose primary acknowledged it (the current one when acked).</param>
+public sealed record ViewServiceStatus(View View, bool Acked, TimeSpan PingInterval, int DeadPings, IReadOnlyList<ServerStatus> Servers,
+    View? LastAcked = null);

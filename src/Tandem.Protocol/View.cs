@@ -10,21 +10,29 @@ public readonly record struct View(long Number, string Primary, string Backup)
     public static View Empty { get; } = new(0, "", "");
 
     /// <summary>
-    /// Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup, :acked]</c>, where
-    /// <c>acked</c> is 1 once the view's primary has acknowledged it.
+    /// Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup, :acked,
+    /// :last-acked]</c>, where <c>acked</c> is 1 once the view's primary has acknowledged it and
+    /// <c>last-acked</c> is the number of the newest acknowledged view.
     /// </summary>
-    public RespValue ToResp(bool acked) =>
-        RespValue.Array([RespValue.Int(Number), RespValue.Bulk(Primary), RespValue.Bulk(Backup), RespValue.Int(acked ? 1 : 0)]);
+    public RespValue ToResp(bool acked, long lastAcked) =>
+        RespValue.Array([RespValue.Int(Number), RespValue.Bulk(Primary), RespValue.Bulk(Backup), RespValue.Int(acked ? 1 : 0), RespValue.Int(lastAcked)]);
 
     /// <summary>Decodes a view reply; throws <see cref="RespProtocolException"/> if it has the wrong shape.</summary>
     public static View FromResp(RespValue v) => FromResp(v, out _);
 
     /// <summary>Decodes a view reply and its acknowledged flag (false when the reply has no such element).</summary>
-    public static View FromResp(RespValue v, out bool acked)
+    public static View FromResp(RespValue v, out bool acked) => FromResp(v, out acked, out _);
+
+    /// <summary>
+    /// Decodes a view reply, its acknowledged flag and the number of the newest acknowledged view (0 when the
+    /// reply does not say).
+    /// </summary>
+    public static View FromResp(RespValue v, out bool acked, out long lastAcked)
     {
-        if (v.Kind != RespKind.Array || v.Items is not { Length: 3 or 4 } items || items[0].Kind != RespKind.Integer)
+        if (v.Kind != RespKind.Array || v.Items is not { Length: >= 3 and <= 5 } items || items[0].Kind != RespKind.Integer)
             throw new RespProtocolException($"not a view: {v}");
-        acked = items.Length == 4 && items[3].Kind == RespKind.Integer && items[3].Integer == 1;
+        acked = items.Length >= 4 && items[3].Kind == RespKind.Integer && items[3].Integer == 1;
+        lastAcked = items.Length == 5 && items[4].Kind == RespKind.Integer ? items[4].Integer : 0;
         return new View(items[0].Integer, items[1].Text, items[2].Text);
     }
 

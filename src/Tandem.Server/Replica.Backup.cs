@@ -100,6 +100,7 @@ public sealed partial class Replica
                 _incoming = null;
                 _backupSession = session;
                 _initialized = true;
+                _heldView = _view.Number;
                 _log.LogInformation("{Me}: installed snapshot of view {View} at write {Seq} ({Keys} keys)",
                     Me, _view.Number, _state.LastApplied, _state.Count);
                 return RespValue.Int(_state.LastApplied);

@@ -21,8 +21,10 @@ public sealed partial class Replica : IDisposable
 
     private View _view = View.Empty;
     private long _previousViewNumber;
-    private bool _awaitingFirstAck;
     private bool _initialized;
+    private long _heldView;
+    private bool _viewAcked;
+    private TaskCompletionSource<RespValue?> _ackSignal = NewAckSignal();
     private long _commitIndex;
     private Replicator? _replicator;
     private (long View, string Backup)? _unreachableBackup;
@@ -49,7 +51,17 @@ public sealed partial class Replica : IDisposable
     /// <summary>True when this server is the primary of its view and may serve clients.</summary>
     public bool IsServingPrimary { get { lock (_lock) return ServingPrimary; } }
 
-    private bool ServingPrimary => _view.Primary == Me && _initialized && !_awaitingFirstAck && !_disposed;
+    private bool ServingPrimary => _view.Primary == Me && _initialized && !_disposed;
+
+    /// <summary>
+    /// The newest view in which this server's state was a synced copy (primary whose ack was recorded, or
+    /// backup that installed the view's snapshot); 0 when it holds no valid state. Sent with every ping: the
+    /// coordinator falls back only to a server that holds the last acknowledged view.
+    /// </summary>
+    public long HeldView { get { lock (_lock) return _initialized ? _heldView : 0; } }
+
+    /// <summary>True when this server is primary and the coordinator has recorded its ack of the view.</summary>
+    public bool ViewAcknowledged { get { lock (_lock) return ServingPrimary && _viewAcked; } }
 
     /// <summary>
     /// Set when this primary's backup has not acknowledged within <see cref="ServerNodeOptions.BackupTimeout"/>:
@@ -82,84 +94,112 @@ public sealed partial class Replica : IDisposable
         }
     }
 
-    /// <summary>Takes on a view the coordinator replied with, and whether its primary has acknowledged it.</summary>
-    public void OnView(View next, bool acked = false)
+    /// <summary>
+    /// Takes on a view the coordinator replied with, whether its primary has acknowledged it, and the number of
+    /// the newest acknowledged view: a server named primary afresh takes the role only if it holds that view.
+    /// </summary>
+    public void OnView(View next, bool acked = false, long lastAckedView = 0)
     {
-        List<TaskCompletionSource<RespValue?>>? failed = null, committed = null;
-        RespValue? failure = null;
-        Replicator? stopped = null, started = null;
-        bool pingNow = false;
+        var effects = new ViewEffects();
         lock (_lock)
         {
             if (_disposed) return;
-            if (next.Number == _view.Number && acked && _awaitingFirstAck)
-            {
-                _awaitingFirstAck = false; // this server's acknowledgement of view 1 has been recorded
-                _log.LogInformation("{Me}: primary of a new cluster (view 1)", Me);
-            }
-            if (next.Number <= _view.Number) return;
-            View old = _view;
-            _previousViewNumber = old.Number;
-            _unreachableBackup = null;
-            _awaitingFirstAck = false; // a newer view proves that view 1 was acknowledged
-            _view = next;
-            _log.LogInformation("{Me}: {View}", Me, next);
-
-            bool wasPrimary = old.Primary == Me && _initialized;
-            if (next.Primary == Me)
-            {
-                if (wasPrimary)
-                {
-                    // Still primary; the backup (or at least the view) changed: sync it from a fresh snapshot.
-                }
-                else if (old.Backup == Me && _initialized)
-                {
-                    _log.LogInformation("{Me}: promoted to primary of view {View} at write {Seq}", Me, next.Number, _state.LastApplied);
-                }
-                else if (next.Number == 1 && !acked)
-                {
-                    // A new cluster: the empty store is the whole truth. Serve only once the coordinator has
-                    // recorded this server's ack: a server that restarts before that point never answered
-                    // anyone, so its successor at this address may take view 1 over; after it, it may not.
-                    _initialized = true;
-                    _awaitingFirstAck = true;
-                    pingNow = true;
-                }
-                else
-                {
-                    _initialized = false;
-                    _log.LogWarning("{Me}: named primary of view {View} without valid state; refusing to serve", Me, next.Number);
-                }
-
-                stopped = _replicator;
-                _replicator = null;
-                if (_initialized)
-                {
-                    // Everything this server holds is committed once it is the only copy or its new backup syncs.
-                    if (next.Backup == "") committed = AdvanceCommitLocked(_state.LastApplied);
-                    else _replicator = started = new Replicator(this, next, _options, _log);
-                }
-            }
-            else
-            {
-                _initialized = false; // a backup becomes valid again only with the snapshot of this view
-                _backupSession = null;
-                stopped = _replicator;
-                _replicator = null;
-                if (wasPrimary)
-                {
-                    // These writes were applied here and may have reached the backup that now leads: their
-                    // outcome is unknown, so the reply must not be NOTPRIMARY (which promises "not applied").
-                    failed = FailAllWaitersLocked();
-                    failure = RespValue.Error($"{ErrorCodes.TryAgain} the view changed to {next.Number} before this request was confirmed; it may or may not have taken effect");
-                }
-            }
+            if (next.Number == _view.Number && acked && ServingPrimary && !_viewAcked) AckRecordedLocked(ref effects);
+            else if (next.Number > _view.Number) TakeOnLocked(next, acked, lastAckedView, ref effects);
+            else return;
         }
-        stopped?.Stop();
-        started?.Start();
-        if (pingNow) PingRequested?.Invoke();
-        Complete(committed, null);
-        Complete(failed, failure);
+        effects.Stopped?.Stop();
+        effects.Started?.Start();
+        if (effects.PingNow) PingRequested?.Invoke();
+        Complete(effects.Committed, null);
+        Complete(effects.Failed, effects.Failure);
+    }
+
+    /// <summary>What taking on a view leaves to do outside the lock.</summary>
+    private struct ViewEffects
+    {
+        public List<TaskCompletionSource<RespValue?>>? Committed, Failed;
+        public RespValue? Failure;
+        public Replicator? Stopped, Started;
+        public bool PingNow;
+    }
+
+    /// <summary>
+    /// The coordinator has recorded this primary's ack: from now on it never falls back to a server of an
+    /// older view, so the replies held back so far may go out.
+    /// </summary>
+    private void AckRecordedLocked(ref ViewEffects effects)
+    {
+        _viewAcked = true;
+        _heldView = _view.Number;
+        effects.Committed = ReleaseLocked();
+        _ackSignal.TrySetResult(null);
+        _log.LogInformation("{Me}: view {View} acknowledged", Me, _view.Number);
+    }
+
+    private void TakeOnLocked(View next, bool acked, long lastAckedView, ref ViewEffects effects)
+    {
+        View old = _view;
+        _previousViewNumber = old.Number;
+        _unreachableBackup = null;
+        _view = next;
+        _viewAcked = false;
+        _ackSignal.TrySetResult(RespValue.Error($"{ErrorCodes.TryAgain} the view changed to {next.Number} before this request was confirmed"));
+        _ackSignal = NewAckSignal();
+        _log.LogInformation("{Me}: {View}", Me, next);
+
+        bool wasPrimary = old.Primary == Me && _initialized;
+        effects.Stopped = _replicator;
+        _replicator = null;
+        if (next.Primary != Me)
+        {
+            // The state stays a valid copy of the view it was held in (a fallback may need it); as a backup it
+            // takes no batch until this view's snapshot is installed.
+            _backupSession = null;
+            if (wasPrimary)
+            {
+                // These writes were applied here and may have reached the backup that now leads: their outcome
+                // is unknown, so the reply must not be NOTPRIMARY (which promises "not applied").
+                effects.Failed = FailAllWaitersLocked();
+                effects.Failure = RespValue.Error($"{ErrorCodes.TryAgain} the view changed to {next.Number} before this request was confirmed; it may or may not have taken effect");
+            }
+            return;
+        }
+
+        if (wasPrimary)
+        {
+            // Still primary; the backup (or at least the view) changed: sync it from a fresh snapshot.
+        }
+        else if (_initialized && _heldView >= lastAckedView)
+        {
+            // The backup of the previous view, or (falling back) a server of the last acknowledged view that
+            // still holds it: the coordinator names one only when that is safe (docs/design.md).
+            _log.LogInformation("{Me}: primary of view {View} at write {Seq} (held view {Held})", Me, next.Number, _state.LastApplied, _heldView);
+        }
+        else if (next.Number == 1 && !acked)
+        {
+            // A new cluster: the empty store is the whole truth. Like every primary it answers only once the
+            // coordinator has recorded its ack: a server that restarts before that point never answered anyone,
+            // so its successor at this address may take view 1 over; after it, it may not.
+            _initialized = true;
+            _log.LogInformation("{Me}: primary of a new cluster (view 1)", Me);
+        }
+        else
+        {
+            _log.LogWarning("{Me}: named primary of view {View} without the state of view {Acked} (it holds {Held}); refusing to serve",
+                Me, next.Number, lastAckedView, _initialized ? _heldView : 0);
+            _initialized = false; // its copy is older than an acknowledged view: it can never serve from it
+            return;
+        }
+
+        // Everything this server holds is committed once it is the only copy or its new backup syncs; replies
+        // still wait for the coordinator to record the ack.
+        if (next.Backup == "")
+        {
+            AdvanceCommitLocked(_state.LastApplied);
+            effects.PingNow = true; // nothing to sync: acknowledge at once
+        }
+        else effects.Started = _replicator = new Replicator(this, next, _options, _log);
     }
 
     /// <summary>Applies a client write on the primary and waits until it is committed.</summary>
@@ -199,7 +239,7 @@ public sealed partial class Replica : IDisposable
                     else _replicator.Enqueue(op, seq);
                     break;
             }
-            if (seq <= _commitIndex) return reply;
+            if (seq <= _commitIndex && _viewAcked) return reply;
             var done = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
             _commitWaiters.Enqueue((seq, done));
             committed = done.Task;
@@ -222,14 +262,27 @@ public sealed partial class Replica : IDisposable
         {
             if (!ServingPrimary) return NotPrimaryError();
             value = _state.Get(key);
-            if (_replicator is null) return RespValue.Bulk(value);
-            // ReadIndex: the value may include any write applied so far; answer only once all of them are on
-            // the backup and a confirmation sent after this point has come back.
-            confirmed = _replicator.RequestConfirmation(_state.LastApplied);
+            if (_replicator is null)
+            {
+                if (_viewAcked) return RespValue.Bulk(value);
+                confirmed = _ackSignal.Task;
+            }
+            else
+            {
+                // ReadIndex: the value may include any write applied so far; answer only once all of them are
+                // on the backup and a confirmation sent after this point has come back.
+                confirmed = _replicator.RequestConfirmation(_state.LastApplied);
+                if (!_viewAcked) confirmed = BothAsync(confirmed, _ackSignal.Task);
+            }
         }
         RespValue? error = await WaitAsync(confirmed);
         return error ?? RespValue.Bulk(value);
     }
+
+    private static async Task<RespValue?> BothAsync(Task<RespValue?> first, Task<RespValue?> second) =>
+        await first ?? await second;
+
+    private static TaskCompletionSource<RespValue?> NewAckSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private async Task<RespValue?> WaitAsync(Task<RespValue?> task)
     {
@@ -293,8 +346,18 @@ public sealed partial class Replica : IDisposable
     {
         if (seq <= _commitIndex) return null;
         _commitIndex = seq;
+        return ReleaseLocked();
+    }
+
+    /// <summary>
+    /// The waiters whose writes are committed, if their replies may go out: only once the coordinator has
+    /// recorded this primary's ack of its view (until then it might fall back to a server without them).
+    /// </summary>
+    private List<TaskCompletionSource<RespValue?>>? ReleaseLocked()
+    {
+        if (!_viewAcked) return null;
         List<TaskCompletionSource<RespValue?>>? done = null;
-        while (_commitWaiters.TryPeek(out var w) && w.Seq <= seq)
+        while (_commitWaiters.TryPeek(out var w) && w.Seq <= _commitIndex)
         {
             _commitWaiters.Dequeue();
             (done ??= []).Add(w.Done);
@@ -332,6 +395,7 @@ public sealed partial class Replica : IDisposable
         lock (_lock)
         {
             _disposed = true;
+            _ackSignal.TrySetResult(RespValue.Error($"{ErrorCodes.TryAgain} server is shutting down"));
             stopped = _replicator;
             _replicator = null;
             failed = FailAllWaitersLocked();

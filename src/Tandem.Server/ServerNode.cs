@@ -88,14 +88,15 @@ public sealed class ServerNode : IAsyncDisposable
                             if (answer.IsError) _log.LogWarning("{Me}: coordinator refused the report of an unreachable backup: {Error}", Address, answer.Text);
                         }
                         long number = Replica.ViewNumberForPing();
-                        RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture));
+                        RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture),
+                            Replica.HeldView.ToString(CultureInfo.InvariantCulture));
                         // Fault point: the ping counted, its reply never arrived.
                         bool lost = _options.Faults?.Pass(FaultPoint.CoordinatorReply) == true;
                         if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
                         else if (!lost)
                         {
-                            View view = View.FromResp(reply, out bool acked);
-                            Replica.OnView(view, acked);
+                            View view = View.FromResp(reply, out bool acked, out long lastAcked);
+                            Replica.OnView(view, acked, lastAcked);
                         }
                     }
                     catch (Exception e) when (!ct.IsCancellationRequested)

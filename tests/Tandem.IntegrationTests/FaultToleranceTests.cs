@@ -143,6 +143,33 @@ public class FaultToleranceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task PrimaryOfAnUnackedView_Dies_TheClusterFallsBackToAServerOfTheLastAckedView()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        await PutUntilOkAsync(p.Address, "k", "acked in the first view");
+        TestServer spare = await cluster.StartServerAsync();
+
+        // p falls silent to the coordinator: b is promoted, and its transfer to the spare stalls.
+        using (FaultGate stall = b.Faults.Hold(FaultPoint.SnapshotChunk))
+        {
+            cluster.IsolateFromCoordinator(p);
+            await cluster.WaitForViewAsync(v => v.Primary == b.Address && v.Backup == spare.Address, Patience, "b promoted with the spare");
+            await Wait.UntilAsync(() => stall.Waiting == 1, Patience, "b's transfer to the spare stalled");
+            Assert.False(cluster.Coordinator.ViewService.PrimaryAcked);
+
+            // b dies before it acknowledges its view; p, which still holds the last acknowledged view, returns.
+            await cluster.KillAsync(b);
+            cluster.IsolateFromCoordinator(p, isolated: false);
+        }
+
+        await cluster.WaitForPrimaryAsync(p, Patience); // the fallback
+        await PutUntilOkAsync(p.Address, "k2", "after the fallback");
+        Assert.Equal("acked in the first view", (await SendAsync(p.Address, "GET", "k")).Text);
+        await cluster.WaitForBackupAsync(spare, Patience);
+    }
+
+    [Fact]
     public async Task RestartedPrimary_ChosenAsTheNextBackup_CostsOneViewChange()
     {
         // A long dead time, so the restart is seen as a restart (ping 0), never as a death first.

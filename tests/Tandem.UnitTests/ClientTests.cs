@@ -303,7 +303,7 @@ public class ClientRetryTests
         {
             if (command.Name != Commands.VsView) return new(RespValue.Error("ERR unknown command"));
             Interlocked.Increment(ref _viewRequests);
-            return new((NoPrimary ? new View(0, "", "") : new View(1, primary, "")).ToResp(acked: true));
+            return new((NoPrimary ? new View(0, "", "") : new View(1, primary, "")).ToResp(acked: true, lastAcked: 0));
         }
     }
 

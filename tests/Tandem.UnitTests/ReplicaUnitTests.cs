@@ -23,15 +23,22 @@ public class ReplicaUnitTests
     }
 
     [Fact]
-    public void FreshServer_NamedPrimaryOfUnackedViewOne_AcksThenServesOnlyOnceTheAckIsRecorded()
+    public async Task FreshServer_NamedPrimaryOfUnackedViewOne_AcksThenAnswersOnlyOnceTheAckIsRecorded()
     {
         Replica fresh = NewReplica(A);
         fresh.OnView(View.Empty);
         fresh.OnView(new View(1, A, ""), acked: false);
         Assert.Equal(1, fresh.ViewNumberForPing());
-        Assert.False(fresh.IsServingPrimary);
-        fresh.OnView(new View(1, A, ""), acked: true);
-        Assert.True(fresh.IsServingPrimary);
+        Assert.False(fresh.ViewAcknowledged);
+        ValueTask<RespValue> write = fresh.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
+        ValueTask<RespValue> read = fresh.ReadAsync("k"u8.ToArray());
+        Assert.False(write.IsCompleted);
+        Assert.False(read.IsCompleted);
+        fresh.OnView(new View(1, A, ""), acked: true, lastAckedView: 1);
+        Assert.True(fresh.ViewAcknowledged);
+        Assert.Equal("+OK", (await write).ToString());
+        Assert.Equal("\"v\"", (await read).ToString());
+        Assert.Equal(1, fresh.HeldView);
     }
 
     [Fact]
@@ -98,9 +105,24 @@ public class ReplicaUnitTests
         Replica backup = NewReplica(B);
         backup.OnView(new View(2, A, B));
         InstallSnapshot(backup, 2, "s1", 4, "k", "v");
-        backup.OnView(new View(3, A, B)); // e.g. the coordinator saw this server restart
-        backup.OnView(new View(4, B, ""));
+        backup.OnView(new View(3, A, B));
+        backup.OnView(new View(4, B, ""), lastAckedView: 3); // view 3 was acknowledged: B lacks its writes
         Assert.False(backup.IsServingPrimary);
+        Assert.Equal(0, backup.ViewNumberForPing());
+        Assert.Equal(0, backup.HeldView);
+    }
+
+    [Fact]
+    public void SyncedBackup_OfTheLastAckedView_IsPromotable_EvenAfterAnUnackedViewDroppedIt()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        InstallSnapshot(backup, 2, "s1", 4, "k", "v");
+        backup.OnView(new View(3, A, "10.0.0.3:1")); // replaced while view 2 was still the last acknowledged
+        Assert.Equal(2, backup.HeldView);
+        backup.OnView(new View(4, B, ""), lastAckedView: 2); // A died before acknowledging view 3: fall back
+        Assert.True(backup.IsServingPrimary);
+        Assert.Equal(4, backup.LastApplied);
     }
 
     [Fact]

@@ -599,4 +599,102 @@ public class ViewServiceTests
         h.Sleep();
         Check(vs, "b:2", "a:1", 3);
     }
+
+    /// <summary>View 2 = (a, b), acked, with both saying (as real servers do) that they hold view 2.</summary>
+    private static void StartHeldPair(Harness h)
+    {
+        ViewService vs = h.Vs;
+        vs.Ping("a:1", 0, 0, out _);
+        h.Sleep();
+        vs.Ping("a:1", 1, 0, out _);
+        vs.Ping("b:2", 0, 0, out _);
+        h.Sleep();
+        Check(vs, "a:1", "b:2", 2);
+        vs.Ping("b:2", 2, 2, out _); // installed the snapshot of view 2
+        vs.Ping("a:1", 2, 1, out bool acked);
+        Assert.True(acked);
+        vs.Ping("a:1", 2, 2, out _);
+    }
+
+    [Fact]
+    public void DeadPrimary_OfAnUnackedView_FallsBackToTheLastAckedViewsBackup_ThatStillHoldsIt()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartHeldPair(h);
+        vs.Ping("c:3", 0, 0, out _);
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        h.Sleep();
+        Check(vs, "a:1", "c:3", 3);
+
+        // a dies before it acks view 3; b, which a could not reach, still holds view 2 and every acked write.
+        for (int i = 0; i <= D; i++)
+        {
+            vs.Ping("b:2", 2, 2, out _);
+            vs.Ping("c:3", 3, 0, out _);
+            h.Sleep();
+        }
+        Check(vs, "b:2", "c:3", 4);
+        Assert.Equal(2, vs.GetStatus().LastAcked!.Value.Number);
+    }
+
+    [Fact]
+    public void DeadPrimary_OfAnUnackedView_FallsBackToTheLastAckedPrimary_WhenItIsBack()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartHeldPair(h);
+        for (int i = 0; i <= D; i++) // a falls silent (paused): b is promoted, c is its new backup
+        {
+            vs.Ping("b:2", 2, 2, out _);
+            vs.Ping("c:3", 0, 0, out _);
+            h.Sleep();
+        }
+        Check(vs, "b:2", "c:3", 3);
+        for (int i = 0; i <= D; i++) // b dies before it acks view 3; a comes back, still holding view 2
+        {
+            vs.Ping("a:1", 2, 2, out _);
+            vs.Ping("c:3", 3, 0, out _);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "c:3", 4);
+    }
+
+    [Fact]
+    public void DeadPrimary_OfAnUnackedView_NeverFallsBackToAServerThatLostTheLastAckedView()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartHeldPair(h);
+        vs.Ping("c:3", 0, 0, out _);
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        h.Sleep();
+        Check(vs, "a:1", "c:3", 3);
+        for (int i = 0; i < D * 3; i++)
+        {
+            vs.Ping("b:2", 0, 0, out _); // b restarted: it holds nothing
+            vs.Ping("c:3", 3, 0, out _);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "c:3", 3);
+    }
+
+    [Fact]
+    public void NoFallBack_PastAnAckedViewWithoutBackup()
+    {
+        using var h = new Harness();
+        ViewService vs = h.Vs;
+        StartHeldPair(h);
+        Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
+        h.Sleep();
+        Check(vs, "a:1", "", 3);
+        vs.Ping("a:1", 3, 2, out bool acked); // a commits alone from here: b misses those writes
+        Assert.True(acked);
+        for (int i = 0; i < D * 3; i++)
+        {
+            vs.Ping("b:2", 2, 2, out _);
+            h.Sleep();
+        }
+        Check(vs, "a:1", "", 3);
+    }
 }
