@@ -4,6 +4,7 @@ using Tandem.Client;
 using Tandem.Coordinator;
 using Tandem.Protocol;
 using Tandem.Server;
+using Tandem.Storage;
 
 namespace Tandem.Testing;
 
@@ -15,6 +16,9 @@ public sealed record TestClusterOptions
 
     /// <summary>D: pings missed before a server is dead. Default 5.</summary>
     public int DeadPings { get; init; } = 5;
+
+    /// <summary>Bounds on every server's duplicate table (small ones let a test fill it). Default: the server default.</summary>
+    public DuplicateTableOptions Duplicates { get; init; } = new();
 
     /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
     public int Seed { get; init; } = 1;
@@ -92,6 +96,7 @@ public sealed class TestCluster : IAsyncDisposable
             PingInterval = Options.PingInterval,
             Faults = faults,
             LoggerFactory = Options.LoggerFactory,
+            Duplicates = Options.Duplicates,
         };
         ServerNode node = await ServerNode.StartAsync(options);
         var server = new TestServer(options, node, faults);
