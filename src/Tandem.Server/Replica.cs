@@ -168,6 +168,9 @@ public sealed partial class Replica : IDisposable
             {
                 case DuplicateCheck.AlreadyAcknowledged:
                     return RespValue.Error($"{ErrorCodes.Err} request {op.RequestSeq} of client {op.ClientId} was already acknowledged");
+                case DuplicateCheck.SessionExpired:
+                    return RespValue.Error($"{ErrorCodes.NoSession} client {op.ClientId}'s session was dropped from the duplicate table; " +
+                                           "the request may already have taken effect; get a new client id with XCLIENT");
                 case DuplicateCheck.WindowFull:
                     return RespValue.Error($"{ErrorCodes.TryAgain} client {op.ClientId} has too many requests in flight");
                 case DuplicateCheck.Duplicate:

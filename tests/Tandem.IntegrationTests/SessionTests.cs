@@ -23,7 +23,7 @@ public class SessionTests
 
         RespValue retried = await SendAsync(s1.Address, "XREQ", "777", "1", "0", "APPEND", "once", "x");
         Assert.True(retried.IsError, $"the retry of an evicted session was answered {retried}");
-        Assert.Equal("NOSESSION", retried.ErrorCode);
+        Assert.Equal(ErrorCodes.NoSession, retried.ErrorCode);
         Assert.Equal("x", (await SendAsync(s1.Address, "GET", "once")).Text);
     }
 }
