@@ -17,7 +17,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
     protected override RespLimits Limits => _limits;
 
     protected override Delivery Admit(RespCommand command) =>
-        Killed ? Delivery.Drop : options.Faults?.NextDelivery() ?? Delivery.Deliver;
+        Killed ? Delivery.Drop : options.Faults?.NextDelivery(command) ?? Delivery.Deliver;
 
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
