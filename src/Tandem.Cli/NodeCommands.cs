@@ -103,10 +103,25 @@ internal static class NodeCommands
             DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
         };
         maxConnections.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+        var maxSessions = new Option<int>("--max-sessions")
+        {
+            HelpName = "N",
+            Description = "Most client sessions the duplicate table keeps; beyond it the oldest are dropped and their retries refused.",
+            DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxClients,
+        };
+        maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-sessions must be at least 1"); });
+        var maxSessionBytes = new Option<long>("--max-session-bytes")
+        {
+            HelpName = "N",
+            Description = "Most bytes of saved replies the duplicate table keeps (a saved PUTHASH reply holds a whole value).",
+            DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxBytes,
+        };
+        maxSessionBytes.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-session-bytes must be at least 1"); });
 
         var command = new Command("server", "Run a key-value server.")
         {
             listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections,
+            maxSessions, maxSessionBytes,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -125,6 +140,11 @@ internal static class NodeCommands
                     Routes = (parse.GetValue(routes) ?? []).Select(r => r.Split('=')).ToDictionary(p => p[0], p => p[1]),
                     FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
                     MaxConnections = parse.GetValue(maxConnections),
+                    Duplicates = new Tandem.Storage.DuplicateTableOptions
+                    {
+                        MaxClients = parse.GetValue(maxSessions),
+                        MaxBytes = parse.GetValue(maxSessionBytes),
+                    },
                     LoggerFactory = logging,
                 }, ct);
             }
