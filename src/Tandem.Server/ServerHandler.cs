@@ -62,9 +62,9 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
                 return Write(r, cmd, 0, 0, 0, 0);
             case Commands.ExactlyOnce:
                 if (cmd.Count < 5) return Done(Arity(name));
-                if (!cmd.TryLong(1, out long client) || client <= 0 || !cmd.TryLong(2, out long seq) || seq <= 0
+                if (!cmd.TryLong(1, out long client) || client is <= 0 or > DuplicateTable.MaxRequestClientId || !cmd.TryLong(2, out long seq) || seq <= 0
                     || !cmd.TryLong(3, out long acked) || acked < 0 || acked >= seq)
-                    return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a positive client id, a request number > 0 and acked-through below it"));
+                    return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a client id from 1 to {DuplicateTable.MaxRequestClientId}, a request number > 0 and acked-through below it"));
                 return Write(r, cmd, 4, client, seq, acked);
             case Commands.Register:
                 return cmd.Count == 1 ? r.WriteAsync(new Operation(OpCode.Register, [], [])) : Done(Arity(name));

@@ -73,6 +73,12 @@ public sealed class DuplicateTable(DuplicateTableOptions? options = null)
     /// <summary>Bytes counted for a saved reply besides its payload.</summary>
     public const int ReplyOverheadBytes = 64;
 
+    /// <summary>
+    /// Largest client id a request may carry (2^62 - 1). Ids are issued above every id seen, so a request with
+    /// an id near the top could otherwise use up the id space; this leaves at least 2^62 ids to issue.
+    /// </summary>
+    public const long MaxRequestClientId = (1L << 62) - 1;
+
     private readonly DuplicateTableOptions _options = options ?? new DuplicateTableOptions();
     private readonly Dictionary<long, ClientSession> _clients = new();
 
