@@ -52,6 +52,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Sets <paramref name="key"/> to <paramref name="value"/>, exactly once.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task PutAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -65,6 +66,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// </summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<string> PutHashAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -76,6 +78,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Appends <paramref name="value"/> to the value of <paramref name="key"/>, exactly once; returns the new length in bytes.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<long> AppendAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -87,6 +90,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Deletes <paramref name="key"/>, exactly once; returns whether it existed.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<bool> DeleteAsync(string key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
