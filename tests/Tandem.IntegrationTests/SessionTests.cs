@@ -125,6 +125,32 @@ public class SessionTests
         for (int c = 0; c < 20; c++) await CheckAsync(reader, $"new{c}", KeyValueScenarioTests.Fnv("", "v"));
     }
 
+    [Fact]
+    public async Task LargeSavedReplies_CrossTheSnapshotInByteSizedChunks_AndSurviveFailover()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        TestServer s1 = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(s1, Patience);
+
+        // One session holding about 2.4 MiB of saved replies: it must be cut across DUPS chunks.
+        string big = new('v', 600_000);
+        for (int i = 1; i <= 4; i++)
+        {
+            await SendAsync(s1.Address, "SET", $"big{i}", big + i);
+            Assert.Equal(big + i, (await SendAsync(s1.Address, "XREQ", "77", i.ToString(), "0", "PUTHASH", $"big{i}", "x")).Text);
+        }
+        TestServer s2 = await cluster.StartServerAsync();
+        await cluster.WaitForBackupAsync(s2, Patience);
+        await cluster.KillAsync(s1);
+        await cluster.WaitForPrimaryAsync(s2, Patience);
+
+        for (int i = 1; i <= 4; i++)
+        {
+            Assert.Equal(big + i, (await SendAsync(s2.Address, "XREQ", "77", i.ToString(), "0", "PUTHASH", $"big{i}", "x")).Text);
+            Assert.Equal(KeyValueScenarioTests.Fnv(big + i, "x"), (await SendAsync(s2.Address, "GET", $"big{i}")).Text);
+        }
+    }
+
     // Twenty one-write clients with ids from firstId: more than the table keeps.
     private static async Task FillAsync(TestServer primary, long firstId)
     {
