@@ -56,6 +56,16 @@ public sealed partial class Replica : IDisposable
     /// <summary>Sequence number of the last applied write (for status and tests).</summary>
     public long LastApplied { get { lock (_lock) return _state.LastApplied; } }
 
+    /// <summary>The duplicate table's size and marks, as <c>INFO</c> lines.</summary>
+    public string SessionInfo()
+    {
+        lock (_lock)
+        {
+            DuplicateTable d = _state.Duplicates;
+            return $"tandem_sessions:{d.ClientCount}\r\ntandem_session_bytes:{d.Bytes}\r\ntandem_session_floor:{d.Floor}\r\ntandem_highest_client_id:{d.HighestId}\r\n";
+        }
+    }
+
     /// <summary>
     /// The view number to put in the next ping. A primary acknowledges its view only once the view's backup
     /// holds the whole state; a server named primary that has no valid state pings 0, so the coordinator

@@ -111,7 +111,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
         string role = v.Primary == r.Me ? "master" : v.Backup == r.Me ? "slave" : "none";
         return RespValue.Bulk($"# Server\r\ntandem_address:{r.Me}\r\n# Replication\r\nrole:{role}\r\ntandem_view:{v.Number}\r\n" +
                               $"tandem_primary:{v.Primary}\r\ntandem_backup:{v.Backup}\r\n# Keyspace\r\ntandem_keys:{r.KeyCount}\r\n" +
-                              $"tandem_last_applied:{r.LastApplied}\r\n");
+                              $"tandem_last_applied:{r.LastApplied}\r\n{r.SessionInfo()}");
     }
 
     private static RespValue Arity(string name) => RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{Truncate(name)}'");

@@ -27,6 +27,10 @@ public class SessionTests
         Assert.True(retried.IsError, $"the retry of an evicted session was answered {retried}");
         Assert.Equal(ErrorCodes.NoSession, retried.ErrorCode);
         Assert.Equal("x", (await SendAsync(s1.Address, "GET", "once")).Text);
+
+        string info = (await SendAsync(s1.Address, "INFO")).Text;
+        long floor = long.Parse(info.Split("\r\n").Single(l => l.StartsWith("tandem_session_floor:"))["tandem_session_floor:".Length..]);
+        Assert.InRange(floor, 777, 1019);
     }
 
     [Fact]
