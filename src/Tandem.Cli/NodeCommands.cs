@@ -103,6 +103,20 @@ internal static class NodeCommands
             DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
         };
         maxConnections.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+        var maxSessions = new Option<int>("--max-sessions")
+        {
+            HelpName = "N",
+            Description = "Most client sessions the duplicate table keeps; beyond it the oldest are dropped and their retries refused.",
+            DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxClients,
+        };
+        maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-sessions must be at least 1"); });
+        var maxSessionBytes = new Option<long>("--max-session-bytes")
+        {
+            HelpName = "N",
+            Description = "Most bytes of saved replies the duplicate table keeps (a saved PUTHASH reply holds a whole value).",
+            DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxBytes,
+        };
+        maxSessionBytes.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-session-bytes must be at least 1"); });
 
         TimeSpan defaultBackupTimeout = TimeSpan.FromMilliseconds(1500);
         Option<TimeSpan?> backupTimeout = CliParsers.Duration("--backup-timeout", defaultBackupTimeout,
@@ -118,6 +132,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a key-value server.")
         {
             listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections, backupTimeout, maxBacklog,
+            maxSessions, maxSessionBytes,
         };
 
         command.SetAction(async (parse, ct) =>
@@ -142,6 +157,11 @@ internal static class NodeCommands
                     MaxConnections = parse.GetValue(maxConnections),
                     BackupTimeout = parse.GetDuration(backupTimeout, defaultBackupTimeout),
                     MaxBacklogBytes = parse.GetValue(maxBacklog),
+                    Duplicates = new Tandem.Storage.DuplicateTableOptions
+                    {
+                        MaxClients = parse.GetValue(maxSessions),
+                        MaxBytes = parse.GetValue(maxSessionBytes),
+                    },
                     LoggerFactory = logging,
                 }, ct);
             }

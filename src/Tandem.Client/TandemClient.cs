@@ -9,19 +9,22 @@ namespace Tandem.Client;
 /// <summary>
 /// A client of a Tandem cluster. It finds the primary through the coordinator, caches it, and retries every call
 /// (on another server if the view changed) until it succeeds, so each call takes effect exactly once: writes are
-/// sent as <c>XREQ</c> requests whose number a retry reuses. Safe for many concurrent calls, which share one
-/// pipelined connection per server.
+/// sent as <c>XREQ</c> requests whose number a retry reuses, under a client id the servers issue (<c>XCLIENT</c>)
+/// before the first write. Safe for many concurrent calls, which share one pipelined connection per server.
 /// </summary>
 public sealed class TandemClient : IAsyncDisposable
 {
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(5);
 
-    private readonly RequestWindow _window = new();
+    private static readonly byte[][] RegisterCommand = [Encoding.ASCII.GetBytes(Commands.Register)];
+
     private readonly CancellationTokenSource _disposed = new();
     private readonly Dictionary<string, Task<RespClientConnection>> _connections = new();
     private readonly Lock _viewLock = new();
     private Task<View>? _viewFetch;
     private string? _primary;
+    private readonly Lock _sessionLock = new();
+    private Task<Session>? _session;
 
     /// <summary>Creates a client; it connects lazily, on the first call.</summary>
     public TandemClient(TandemClientOptions? options = null) => Options = options ?? new TandemClientOptions();
@@ -29,8 +32,12 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>The settings.</summary>
     public TandemClientOptions Options { get; }
 
-    /// <summary>This client's random positive identity in the servers' duplicate tables.</summary>
-    public long ClientId { get; } = Random.Shared.NextInt64(1, long.MaxValue);
+    /// <summary>
+    /// This client's identity in the servers' duplicate tables: 0 until the first write, which first asks the
+    /// cluster for an id (<c>XCLIENT</c>). When the servers have dropped the session it is 0 again until the next
+    /// write registers a new (higher) id.
+    /// </summary>
+    public long ClientId => Volatile.Read(ref _session) is { IsCompletedSuccessfully: true } s ? s.Result.Id : 0;
 
     /// <summary>Reads <paramref name="key"/>; returns <c>""</c> when it was never set.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
@@ -45,6 +52,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Sets <paramref name="key"/> to <paramref name="value"/>, exactly once.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task PutAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -58,6 +66,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// </summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<string> PutHashAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -69,6 +78,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Appends <paramref name="value"/> to the value of <paramref name="key"/>, exactly once; returns the new length in bytes.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<long> AppendAsync(string key, string value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -80,6 +90,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <summary>Deletes <paramref name="key"/>, exactly once; returns whether it existed.</summary>
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
     public async Task<bool> DeleteAsync(string key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
@@ -104,26 +115,84 @@ public sealed class TandemClient : IAsyncDisposable
     private async Task<RespValue> ExecuteAsync(string[] command, bool exactlyOnce, CancellationToken cancellationToken)
     {
         byte[][] args = Array.ConvertAll(command, Encoding.UTF8.GetBytes);
-        long seq = exactlyOnce ? _window.Begin() : 0;
+        if (!exactlyOnce) return await RetryAsync(token => SendToPrimaryAsync(args, null, token), cancellationToken);
+        var write = new PendingWrite();
         try
         {
-            return await RetryAsync(token => SendToPrimaryAsync(args, seq, token), cancellationToken);
+            return await RetryAsync(token => SendWriteAsync(args, write, token), cancellationToken);
         }
         finally
         {
             // Given up or answered: either way this number is never sent again, so the server may drop its reply.
-            if (exactlyOnce) _window.Complete(seq);
+            write.Finish();
         }
     }
 
-    private async Task<RespValue> SendToPrimaryAsync(byte[][] args, long seq, CancellationToken token)
+    private async Task<RespValue> SendWriteAsync(byte[][] args, PendingWrite write, CancellationToken token)
+    {
+        if (write.Session is null)
+        {
+            Session session = await CurrentSessionAsync().WaitAsync(token);
+            write.Start(session);
+        }
+        try
+        {
+            return await SendToPrimaryAsync(args, write, token);
+        }
+        catch (TandemException e) when (e.Code == ErrorCodes.NoSession)
+        {
+            Forget(write.Session!);
+            if (write.MayHaveApplied)
+                throw new TandemSessionExpiredException($"the outcome of this write is unknown: an earlier attempt may have taken effect; {e.Message}");
+            // No attempt can have been applied: the same write under a new id and number is still exactly once.
+            write.Finish();
+            throw new RetryableException($"registering a new client id: {e.Message}");
+        }
+    }
+
+    /// <summary>The current session, registering one first if there is none.</summary>
+    private Task<Session> CurrentSessionAsync()
+    {
+        lock (_sessionLock)
+        {
+            // Concurrent writes share one registration; a failed one is tried again by the next write.
+            if (_session is null || _session.IsFaulted || _session.IsCanceled) _session = Observed(RegisterAsync());
+            return _session;
+        }
+    }
+
+    /// <summary>The servers dropped <paramref name="expired"/>: the next write registers a new id.</summary>
+    private void Forget(Session expired)
+    {
+        lock (_sessionLock)
+        {
+            if (_session is { IsCompletedSuccessfully: true } current && current.Result == expired) _session = null;
+        }
+    }
+
+    private async Task<Session> RegisterAsync()
+    {
+        // A lost reply just wastes an id: the retry gets another one.
+        RespValue reply = await RetryAsync(token => SendToPrimaryAsync(RegisterCommand, null, token), CancellationToken.None);
+        long id = Expect(reply, RespKind.Integer).Integer;
+        if (id <= 0) throw new TandemException(ErrorCodes.Err, $"the server issued the client id {id}");
+        return new Session(id);
+    }
+
+    private async Task<RespValue> SendToPrimaryAsync(byte[][] args, PendingWrite? write, CancellationToken token)
     {
         string primary = Volatile.Read(ref _primary) ?? await FindPrimaryAsync(token);
         try
         {
             RespClientConnection connection = await ConnectAsync(primary, token);
-            RespValue reply = await connection.SendAsync(seq == 0 ? args : ExactlyOnce(args, seq), token);
+            byte[][] frame = write is null ? args : write.Frame(args);
+            bool mayHaveApplied = write?.MayHaveApplied ?? false;
+            if (write is not null) write.MayHaveApplied = true; // from here the request may reach the server
+            RespValue reply = await connection.SendAsync(frame, token);
             if (!reply.IsError) return reply;
+            // These replies promise that this attempt was not applied.
+            if (write is not null && reply.ErrorCode is ErrorCodes.NotPrimary or ErrorCodes.NoSession or ErrorCodes.Err)
+                write.MayHaveApplied = mayHaveApplied;
             if (!ErrorCodes.IsRetryable(reply.ErrorCode)) throw new TandemException(reply.ErrorCode, reply.Text);
             throw new RetryableException($"waiting for primary {primary}: it answered {reply.Text}");
         }
@@ -133,17 +202,6 @@ public sealed class TandemClient : IAsyncDisposable
             if (e is RetryableException || !IsTransient(e)) throw;
             throw new RetryableException($"waiting for primary {primary}: {Describe(e, token)}", e);
         }
-    }
-
-    private byte[][] ExactlyOnce(byte[][] args, long seq)
-    {
-        var frame = new byte[args.Length + 4][];
-        frame[0] = Encoding.ASCII.GetBytes(Commands.ExactlyOnce);
-        frame[1] = Ascii(ClientId);
-        frame[2] = Ascii(seq);
-        frame[3] = Ascii(_window.AckedThrough);
-        args.CopyTo(frame, 4);
-        return frame;
     }
 
     private async Task<string> FindPrimaryAsync(CancellationToken token)
@@ -291,6 +349,47 @@ public sealed class TandemClient : IAsyncDisposable
             catch (Exception e) when (IsTransient(e))
             {
             }
+        }
+    }
+
+    /// <summary>A client id the servers issued, and the numbering of the requests sent under it.</summary>
+    private sealed class Session(long id)
+    {
+        public long Id { get; } = id;
+        public RequestWindow Window { get; } = new();
+    }
+
+    /// <summary>One exactly-once write across its attempts. Used by one call at a time (attempts are sequential).</summary>
+    private sealed class PendingWrite
+    {
+        public Session? Session { get; private set; }
+        public long Seq { get; private set; }
+
+        /// <summary>False while every attempt so far was never sent or got a reply that promises it was not applied.</summary>
+        public bool MayHaveApplied { get; set; }
+
+        public void Start(Session session)
+        {
+            Session = session;
+            Seq = session.Window.Begin();
+        }
+
+        public byte[][] Frame(byte[][] args)
+        {
+            Session s = Session!;
+            var frame = new byte[args.Length + 4][];
+            frame[0] = Encoding.ASCII.GetBytes(Commands.ExactlyOnce);
+            frame[1] = Ascii(s.Id);
+            frame[2] = Ascii(Seq);
+            frame[3] = Ascii(s.Window.AckedThrough);
+            args.CopyTo(frame, 4);
+            return frame;
+        }
+
+        public void Finish()
+        {
+            Session?.Window.Complete(Seq);
+            Session = null;
         }
     }
 

@@ -16,6 +16,8 @@ public static class Commands
     public const string Del = "DEL";
     /// <summary><c>XREQ client-id seq acked-through COMMAND args...</c>: an exactly-once write.</summary>
     public const string ExactlyOnce = "XREQ";
+    /// <summary><c>XCLIENT</c>: issues a new client id for <c>XREQ</c> (a replicated write); replies the id.</summary>
+    public const string Register = "XCLIENT";
 
     // Replication between servers.
     /// <summary><c>REPL.SNAPSHOT view from session BEGIN|DATA|DUPS|END ...</c>: state transfer.</summary>
@@ -48,8 +50,11 @@ public static class ErrorCodes
     public const string TryAgain = "TRYAGAIN";
     /// <summary>A replication message from a view or primary this node does not accept (fencing).</summary>
     public const string StaleView = "STALEVIEW";
-    /// <summary>An exactly-once request whose client session is no longer in the duplicate table.</summary>
-    public const string Expired = "EXPIRED";
+    /// <summary>
+    /// An exactly-once request whose client session was dropped from the duplicate table: it was not applied now,
+    /// but an earlier attempt may have been. The client needs a new id (<c>XCLIENT</c>).
+    /// </summary>
+    public const string NoSession = "NOSESSION";
 
     /// <summary>True when a client should retry the request (possibly on another node).</summary>
     public static bool IsRetryable(string code) => code is NotPrimary or TryAgain or StaleView;

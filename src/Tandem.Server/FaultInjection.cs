@@ -1,4 +1,5 @@
 using Tandem.Net;
+using Tandem.Protocol;
 
 namespace Tandem.Server;
 
@@ -57,9 +58,16 @@ public sealed class FaultInjection(int seed = 0)
     /// <summary>When set, pings to the coordinator are black-holed (this server cannot reach it).</summary>
     public bool CoordinatorLinkCut { get; set; }
 
+    /// <summary>
+    /// A test's own rule, asked first for every request: a fate, or null to fall through to the switches above.
+    /// Lets a test lose exactly the reply it means to.
+    /// </summary>
+    public Func<RespCommand, Delivery?>? Rule { get; set; }
+
     /// <summary>Draws the fate of one request.</summary>
-    public Delivery NextDelivery()
+    public Delivery NextDelivery(RespCommand? command = null)
     {
+        if (command is not null && Rule?.Invoke(command) is { } chosen) return chosen;
         if (DropAllRequests) return Delivery.Drop;
         if (!Unreliable) return Delivery.Deliver;
         double r;

@@ -74,13 +74,12 @@ public sealed partial class Replica
                 for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Entries.Add(new(cmd[i], cmd[i + 1]));
                 return RespValue.Ok;
             case "DUPS":
-                // client acked-through last-used count [request-seq log-seq reply]...
+                // client acked-through count [request-seq log-seq reply]...
                 for (int i = 5; i < cmd.Count;)
                 {
-                    long client = ParseLong(cmd, i), acked = ParseLong(cmd, i + 1), lastUsed = ParseLong(cmd, i + 2);
-                    long count = ParseLong(cmd, i + 3);
-                    i += 4;
-                    DuplicateTable.ClientSession s = DuplicateTable.NewSession(acked, lastUsed);
+                    long client = ParseLong(cmd, i), acked = ParseLong(cmd, i + 1), count = ParseLong(cmd, i + 2);
+                    i += 3;
+                    DuplicateTable.ClientSession s = DuplicateTable.NewSession(acked);
                     for (long n = 0; n < count; n++, i += 3)
                     {
                         if (i + 2 >= cmd.Count) throw new FormatException("DUPS entry cut short");
@@ -96,6 +95,7 @@ public sealed partial class Replica
                     _incoming = null;
                     return RespValue.Error($"{ErrorCodes.Err} snapshot {session} is incomplete");
                 }
+                _incoming.Duplicates.RestoreMarks(floor: ParseLong(cmd, 7), highestId: ParseLong(cmd, 8));
                 _state.Install(new Snapshot(_incoming.LastApplied, _incoming.Entries, _incoming.Duplicates));
                 _incoming = null;
                 _backupSession = session;
@@ -140,7 +140,7 @@ public sealed partial class Replica
     private static Operation DecodeOp(RespCommand cmd, int i)
     {
         byte[] code = cmd[i];
-        if (code.Length != 1 || code[0] is < (byte)'1' or > (byte)'4') throw new FormatException("bad operation code");
+        if (code.Length != 1 || code[0] is < (byte)'1' or > (byte)'0' + (byte)OpCode.Register) throw new FormatException("bad operation code");
         return new Operation((OpCode)(code[0] - '0'), cmd[i + 1], cmd[i + 2], ParseLong(cmd, i + 3), ParseLong(cmd, i + 4), ParseLong(cmd, i + 5));
     }
 

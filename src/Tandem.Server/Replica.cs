@@ -78,6 +78,16 @@ public sealed partial class Replica : IDisposable
     /// <summary>Sequence number of the last applied write (for status and tests).</summary>
     public long LastApplied { get { lock (_lock) return _state.LastApplied; } }
 
+    /// <summary>The duplicate table's size and marks, as <c>INFO</c> lines.</summary>
+    public string SessionInfo()
+    {
+        lock (_lock)
+        {
+            DuplicateTable d = _state.Duplicates;
+            return $"tandem_sessions:{d.ClientCount}\r\ntandem_session_bytes:{d.Bytes}\r\ntandem_session_floor:{d.Floor}\r\ntandem_highest_client_id:{d.HighestId}\r\n";
+        }
+    }
+
     /// <summary>
     /// The view number to put in the next ping. A primary acknowledges its view only once the view's backup
     /// holds the whole state; a server named primary that has no valid state pings 0, so the coordinator
@@ -219,6 +229,9 @@ public sealed partial class Replica : IDisposable
             {
                 case DuplicateCheck.AlreadyAcknowledged:
                     return RespValue.Error($"{ErrorCodes.Err} request {op.RequestSeq} of client {op.ClientId} was already acknowledged");
+                case DuplicateCheck.SessionExpired:
+                    return RespValue.Error($"{ErrorCodes.NoSession} client {op.ClientId}'s session was dropped from the duplicate table; " +
+                                           "the request may already have taken effect; get a new client id with XCLIENT");
                 case DuplicateCheck.WindowFull:
                     return RespValue.Error($"{ErrorCodes.TryAgain} client {op.ClientId} has too many requests in flight");
                 case DuplicateCheck.Duplicate:

@@ -359,23 +359,39 @@ internal sealed class Replicator
         }
         if (chunk.Count > 5) await Send(chunk);
 
+        // Cut by bytes too: one session may hold many saved replies of a whole value each, so a session may
+        // span chunks (the backup merges its parts).
         chunk = Header("DUPS");
+        bytes = 0;
         foreach ((long client, DuplicateTable.ClientSession s) in snapshot.Duplicates.Clients)
         {
-            chunk.Add(Replica.Ascii(client));
-            chunk.Add(Replica.Ascii(s.AckedThrough));
-            chunk.Add(Replica.Ascii(s.LastUsed));
-            chunk.Add(Replica.Ascii(s.Replies.Count));
+            int countAt = StartSession(chunk, client, s.AckedThrough);
+            int n = 0;
+            bytes += 64;
             foreach ((long seq, SavedReply saved) in s.Replies)
             {
+                byte[] reply = Replica.EncodeReply(saved.Reply);
                 chunk.Add(Replica.Ascii(seq));
                 chunk.Add(Replica.Ascii(saved.LogSeq));
-                chunk.Add(Replica.EncodeReply(saved.Reply));
+                chunk.Add(reply);
+                n++;
+                bytes += 40 + reply.Length;
+                if (bytes >= SnapshotChunkBytes)
+                {
+                    chunk[countAt] = Replica.Ascii(n);
+                    await Send(chunk);
+                    chunk = Header("DUPS");
+                    countAt = StartSession(chunk, client, s.AckedThrough);
+                    n = 0;
+                    bytes = 64;
+                }
             }
-            if (chunk.Count >= SnapshotChunkEntries * 2)
+            chunk[countAt] = Replica.Ascii(n);
+            if (chunk.Count >= SnapshotChunkEntries * 2 || bytes >= SnapshotChunkBytes)
             {
                 await Send(chunk);
                 chunk = Header("DUPS");
+                bytes = 0;
             }
         }
         if (chunk.Count > 5) await Send(chunk);
@@ -383,10 +399,21 @@ internal sealed class Replicator
         List<byte[]> end = Header("END");
         end.Add(Replica.Ascii(snapshot.Entries.Count));
         end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));
+        end.Add(Replica.Ascii(snapshot.Duplicates.Floor));
+        end.Add(Replica.Ascii(snapshot.Duplicates.HighestId));
         await Send(end);
         while (pending.Count > 1) Check(await Deadline(pending.Dequeue(), ct));
         RespValue last = await Deadline(pending.Dequeue(), ct);
         if (last.Kind != RespKind.Integer || last.Integer != snapshot.LastApplied) throw new ReplicationRefusedException(last);
+    }
+
+    // Starts one session's part in a DUPS chunk; returns where its reply count goes.
+    private static int StartSession(List<byte[]> chunk, long client, long ackedThrough)
+    {
+        chunk.Add(Replica.Ascii(client));
+        chunk.Add(Replica.Ascii(ackedThrough));
+        chunk.Add([]);
+        return chunk.Count - 1;
     }
 
     private static void Check(RespValue reply)

@@ -20,7 +20,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
     protected override RespLimits Limits => _limits;
 
     protected override Delivery Admit(RespCommand command) =>
-        Killed ? Delivery.Drop : options.Faults?.NextDelivery() ?? Delivery.Deliver;
+        Killed ? Delivery.Drop : options.Faults?.NextDelivery(command) ?? Delivery.Deliver;
 
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
@@ -65,10 +65,12 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
                 return Write(r, cmd, 0, 0, 0, 0);
             case Commands.ExactlyOnce:
                 if (cmd.Count < 5) return Done(Arity(name));
-                if (!cmd.TryLong(1, out long client) || client == 0 || !cmd.TryLong(2, out long seq) || seq <= 0
+                if (!cmd.TryLong(1, out long client) || client is <= 0 or > DuplicateTable.MaxRequestClientId || !cmd.TryLong(2, out long seq) || seq <= 0
                     || !cmd.TryLong(3, out long acked) || acked < 0 || acked >= seq)
-                    return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a non-zero client id, a request number > 0 and acked-through below it"));
+                    return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a client id from 1 to {DuplicateTable.MaxRequestClientId}, a request number > 0 and acked-through below it"));
                 return Write(r, cmd, 4, client, seq, acked);
+            case Commands.Register:
+                return cmd.Count == 1 ? r.WriteAsync(new Operation(OpCode.Register, [], [])) : Done(Arity(name));
             case Commands.ReplSnapshot:
             case Commands.ReplApply:
                 return options.Faults is null ? Done(r.HandleReplication(cmd)) : ReplicateWithFaultsAsync(r, cmd);
@@ -118,7 +120,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
         string role = v.Primary == r.Me ? "master" : v.Backup == r.Me ? "slave" : "none";
         return RespValue.Bulk($"# Server\r\ntandem_address:{r.Me}\r\n# Replication\r\nrole:{role}\r\ntandem_view:{v.Number}\r\n" +
                               $"tandem_primary:{v.Primary}\r\ntandem_backup:{v.Backup}\r\n# Keyspace\r\ntandem_keys:{r.KeyCount}\r\n" +
-                              $"tandem_last_applied:{r.LastApplied}\r\n");
+                              $"tandem_last_applied:{r.LastApplied}\r\n{r.SessionInfo()}");
     }
 
     private static RespValue Arity(string name) => RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{Truncate(name)}'");

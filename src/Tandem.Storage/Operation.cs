@@ -11,6 +11,8 @@ public enum OpCode : byte
     Append = 3,
     /// <summary>Remove the key; reply 1 if it existed, else 0.</summary>
     Delete = 4,
+    /// <summary>Issue a new client id for exactly-once requests (key and value empty); reply the id.</summary>
+    Register = 5,
 }
 
 /// <summary>

@@ -56,6 +56,11 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
             }
             case OpCode.Delete:
                 return RespValue.Int(_store.Remove(op.Key) ? 1 : 0);
+            case OpCode.Register:
+            {
+                long id = Duplicates.Register();
+                return id != 0 ? RespValue.Int(id) : RespValue.Error($"{ErrorCodes.Err} no client ids are left");
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(op), op.Code, "unknown operation");
         }

@@ -91,7 +91,7 @@ public static class DispatchFuzzer
 {
     private static readonly string[] Names =
     [
-        "GET", "SET", "PUTHASH", "APPEND", "DEL", "XREQ", "PING", "ECHO", "INFO", "SELECT", "CLIENT", "CONFIG", "COMMAND",
+        "GET", "SET", "PUTHASH", "APPEND", "DEL", "XREQ", "XCLIENT", "PING", "ECHO", "INFO", "SELECT", "CLIENT", "CONFIG", "COMMAND",
         "HELLO", "QUIT", "REPL.SNAPSHOT", "REPL.APPLY", "VS.PING", "VS.VIEW", "VS.STATUS",
     ];
 
@@ -412,9 +412,9 @@ public static class DispatchFuzzer
                 args.Add(Encoding.ASCII.GetBytes(part));
                 if (part == "DUPS" && _rng.Next(2) == 0)
                 {
-                    // client acked-through last-used n (seq log-seq reply)*n, the last entry perhaps cut short.
+                    // client acked-through n (seq log-seq reply)*n, the last entry perhaps cut short.
                     int n = _rng.Next(4);
-                    foreach (int f in (ReadOnlySpan<int>)[_rng.Next(1, 9), _rng.Next(3), _rng.Next(3), n]) args.Add(Num(f.ToString(CultureInfo.InvariantCulture)));
+                    foreach (int f in (ReadOnlySpan<int>)[_rng.Next(1, 9), _rng.Next(3), n]) args.Add(Num(f.ToString(CultureInfo.InvariantCulture)));
                     for (int e = 0; e < n; e++)
                     {
                         args.Add(Num(_rng.Next(1, 5).ToString(CultureInfo.InvariantCulture)));

@@ -4,6 +4,7 @@ using Tandem.Client;
 using Tandem.Coordinator;
 using Tandem.Protocol;
 using Tandem.Server;
+using Tandem.Storage;
 
 namespace Tandem.Testing;
 
@@ -18,6 +19,9 @@ public sealed record TestClusterOptions
 
     /// <summary>Adjusts the settings of every server the cluster starts (for example a shorter backup timeout).</summary>
     public Func<ServerNodeOptions, ServerNodeOptions>? ConfigureServer { get; init; }
+
+    /// <summary>Bounds on every server's duplicate table (small ones let a test fill it). Default: the server default.</summary>
+    public DuplicateTableOptions Duplicates { get; init; } = new();
 
     /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
     public int Seed { get; init; } = 1;
@@ -95,6 +99,7 @@ public sealed class TestCluster : IAsyncDisposable
             PingInterval = Options.PingInterval,
             Faults = faults,
             LoggerFactory = Options.LoggerFactory,
+            Duplicates = Options.Duplicates,
         };
         if (Options.ConfigureServer is { } configure) options = configure(options);
         ServerNode node = await ServerNode.StartAsync(options);

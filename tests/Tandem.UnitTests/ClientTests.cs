@@ -187,14 +187,70 @@ public class ClientRetryTests
     }
 
     [Fact]
-    public async Task ExpiredReply_ThrowsTandemException()
+    public async Task FirstWrite_RegistersAnId_OnceForConcurrentCalls()
     {
         await using var cluster = await FakeCluster.StartAsync();
-        cluster.Server.Script.Enqueue(RespValue.Error("EXPIRED session gone"));
+        await using var client = cluster.CreateClient();
+        Assert.Equal(0, client.ClientId);
+
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => client.PutAsync($"k{i}", "v", TestContext.Current.CancellationToken)));
+
+        Assert.Equal(1, cluster.Server.Registrations);
+        Assert.Equal(FakeServer.FirstId, client.ClientId);
+        Assert.All(cluster.Server.Received, w => Assert.Equal(FakeServer.FirstId.ToString(), w[1]));
+    }
+
+    [Fact]
+    public async Task NoSession_WhenNoAttemptCanHaveBeenApplied_RegistersAgainAndRenumbers()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        await client.PutAsync("a", "1", ct);
+        await client.PutAsync("b", "2", ct);
+
+        // Refused as not primary (not applied), then the session is gone: the call must still succeed, as request 1 of a new id.
+        cluster.Server.Script.Enqueue(RespValue.Error("NOTPRIMARY try elsewhere"));
+        cluster.Server.Script.Enqueue(RespValue.Error("NOSESSION client 41's session was dropped"));
+        Assert.Equal("old:k", await client.PutHashAsync("k", "v", ct));
+
+        string[][] writes = cluster.Server.Received.Where(c => c[0] == "XREQ").ToArray();
+        Assert.Equal(["XREQ", "41", "3", "2", "PUTHASH", "k", "v"], writes[^3]);
+        Assert.Equal(["XREQ", "41", "3", "2", "PUTHASH", "k", "v"], writes[^2]);
+        Assert.Equal(["XREQ", "42", "1", "0", "PUTHASH", "k", "v"], writes[^1]);
+        Assert.Equal(42, client.ClientId);
+        await client.PutAsync("c", "3", ct);
+        Assert.Equal(["XREQ", "42", "2", "1", "SET", "c", "3"], cluster.Server.Received.Last());
+    }
+
+    [Fact]
+    public async Task NoSession_AfterAnAttemptThatMayHaveBeenApplied_ThrowsSessionExpired()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+
+        cluster.Server.Script.Enqueue(null); // the connection drops: the request may have been applied
+        cluster.Server.Script.Enqueue(RespValue.Error("NOSESSION client 41's session was dropped"));
+        var e = await Assert.ThrowsAsync<TandemSessionExpiredException>(() => client.AppendAsync("k", "v", ct));
+        Assert.Equal(ErrorCodes.NoSession, e.Code);
+        Assert.Contains("unknown", e.Message);
+        Assert.Equal(2, cluster.Server.Received.Count);
+
+        // The next call works, under a new id.
+        Assert.Equal(7, await client.AppendAsync("k", "w", ct));
+        Assert.Equal(["XREQ", "42", "1", "0", "APPEND", "k", "w"], cluster.Server.Received.Last());
+    }
+
+    [Fact]
+    public async Task NoSession_AfterTryAgain_ThrowsSessionExpired()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
         await using var client = cluster.CreateClient();
 
-        var e = await Assert.ThrowsAsync<TandemException>(() => client.PutHashAsync("k", "v", TestContext.Current.CancellationToken));
-        Assert.Equal("EXPIRED", e.Code);
+        cluster.Server.Script.Enqueue(RespValue.Error("TRYAGAIN the backup did not confirm"));
+        cluster.Server.Script.Enqueue(RespValue.Error("NOSESSION client 41's session was dropped"));
+        await Assert.ThrowsAsync<TandemSessionExpiredException>(() => client.DeleteAsync("k", TestContext.Current.CancellationToken));
     }
 
     [Fact]
@@ -310,9 +366,12 @@ public class ClientRetryTests
     /// <summary>Answers each command with the next scripted reply if any (null: close the connection unanswered), else a canned success.</summary>
     private sealed class FakeServer : RespConnectionHandler
     {
+        public const long FirstId = 41;
         private int _connections;
+        private long _lastId = FirstId - 1;
 
         public string Address { get; set; } = "";
+        public int Registrations => (int)(Volatile.Read(ref _lastId) - (FirstId - 1));
         public ConcurrentQueue<RespValue?> Script { get; } = new();
         public ConcurrentQueue<string[]> Received { get; } = new();
         public volatile bool HangFirst;
@@ -327,6 +386,7 @@ public class ClientRetryTests
         protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
         {
             string[] args = Enumerable.Range(0, command.Count).Select(command.Text).ToArray();
+            if (args is ["XCLIENT"]) return RespValue.Int(Interlocked.Increment(ref _lastId));
             Received.Enqueue(args);
             if (HangFirst)
             {

@@ -33,7 +33,7 @@ public sealed class RespMutator(int seed, IReadOnlyList<byte[]> corpus)
 {
     private static readonly string[] Names =
     [
-        "PING", "ECHO", "GET", "SET", "PUTHASH", "APPEND", "DEL", "XREQ", "INFO", "SELECT", "CLIENT", "CONFIG", "COMMAND",
+        "PING", "ECHO", "GET", "SET", "PUTHASH", "APPEND", "DEL", "XREQ", "XCLIENT", "INFO", "SELECT", "CLIENT", "CONFIG", "COMMAND",
         "HELLO", "QUIT", "REPL.SNAPSHOT", "REPL.APPLY", "VS.PING", "VS.VIEW", "VS.STATUS",
     ];
 

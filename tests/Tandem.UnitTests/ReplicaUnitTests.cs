@@ -19,7 +19,27 @@ public class ReplicaUnitTests
     {
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "BEGIN", seq.ToString()).ToString());
         Assert.Equal("+OK", Repl(backup, ["REPL.SNAPSHOT", view.ToString(), A, session, "DATA", .. keyValues]).ToString());
-        Assert.Equal($":{seq}", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "END", (keyValues.Length / 2).ToString(), "0").ToString());
+        Assert.Equal($":{seq}", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "END", (keyValues.Length / 2).ToString(), "0", "0", "0").ToString());
+    }
+
+    [Fact]
+    public async Task Backup_TakesFloorAndHighestIdFromTheSnapshot_AndAppliesRegistrations()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "BEGIN", "3").ToString());
+        Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "1", "2", "+OK\r\n").ToString());
+        Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "2", "3", ":5\r\n").ToString()); // a second part
+        Assert.Equal(":3", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "END", "0", "1", "30", "40").ToString());
+        Assert.Equal(":4", Repl(backup, "REPL.APPLY", "2", A, "s1", "4", "5", "", "", "0", "0", "0").ToString()); // XCLIENT: issues 41
+
+        backup.OnView(new View(3, B, ""));
+        Assert.True(backup.IsServingPrimary);
+        Assert.Equal(ErrorCodes.NoSession, (await backup.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 30, RequestSeq: 1))).ErrorCode);
+        Assert.Equal(":5", (await backup.WriteAsync(new Operation(OpCode.Append, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 40, RequestSeq: 2))).ToString());
+        Assert.Equal("+OK", (await backup.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 31, RequestSeq: 1))).ToString());
+        Assert.Equal(":42", (await backup.WriteAsync(new Operation(OpCode.Register, [], []))).ToString());
+        Assert.Equal(1, backup.KeyCount);
     }
 
     [Fact]

@@ -50,4 +50,18 @@ public class StateMachineUnitTests
         backup.Apply(new Operation(OpCode.Set, B("a"), B("later")), 3);
         Assert.Equal(primary.Get(B("a")), backup.Get(B("a")));
     }
+
+    [Fact]
+    public void Register_IsAWrite_ThatIssuesTheSameIdsOnEveryCopy()
+    {
+        var primary = new StateMachine();
+        Assert.Equal(":1", primary.Apply(new Operation(OpCode.Register, [], []), 1).ToString());
+        primary.Apply(new Operation(OpCode.Set, B("a"), B("1"), ClientId: 500, RequestSeq: 1), 2);
+        var backup = new StateMachine();
+        backup.Install(primary.CreateSnapshot());
+
+        Assert.Equal(":501", primary.Apply(new Operation(OpCode.Register, [], []), 3).ToString());
+        Assert.Equal(":501", backup.Apply(new Operation(OpCode.Register, [], []), 3).ToString());
+        Assert.Equal(1, primary.Count);
+    }
 }
