@@ -34,6 +34,7 @@ public class ReplicaUnitTests
         Assert.Equal(":4", Repl(backup, "REPL.APPLY", "2", A, "s1", "4", "5", "", "", "0", "0", "0").ToString()); // XCLIENT: issues 41
 
         backup.OnView(new View(3, B, ""));
+        backup.OnView(new View(3, B, ""), acked: true, lastAckedView: 3); // replies go out once the ack is recorded
         Assert.True(backup.IsServingPrimary);
         Assert.Equal(ErrorCodes.NoSession, (await backup.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 30, RequestSeq: 1))).ErrorCode);
         Assert.Equal(":5", (await backup.WriteAsync(new Operation(OpCode.Append, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 40, RequestSeq: 2))).ToString());
