@@ -77,8 +77,11 @@ public sealed record ChaosOptions
     /// </summary>
     public int BigKeys { get; init; } = 2;
 
-    /// <summary>Big-value operations per second, all clients together (about; each client draws them at random). Default 1.</summary>
-    public double BigRate { get; init; } = 1;
+    /// <summary>
+    /// Big-value operations per second at the full <see cref="Rate"/> (each operation is one with probability
+    /// BigRate / Rate, so fewer when the clients fall behind their pace). Default 2.
+    /// </summary>
+    public double BigRate { get; init; } = 2;
 
     /// <summary>
     /// Passed to every server as <c>--max-sessions N</c> (a small duplicate table, so sessions of exactly-once clients

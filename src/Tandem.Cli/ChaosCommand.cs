@@ -24,7 +24,7 @@ internal static class ChaosCommand
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the fault schedule of the seed and exit." };
         var bigKeys = new Option<int>("--big-keys") { HelpName = "N", Description = "Keys per epoch with 1-4 MiB values; 0 for none.", DefaultValueFactory = _ => 2 };
         bigKeys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError("--big-keys must be between 0 and 64"); });
-        var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second, all clients together.", DefaultValueFactory = _ => 1 };
+        var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second at the full --rate, all clients together.", DefaultValueFactory = _ => 2 };
         bigRate.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 1000 || double.IsNaN(r.GetValueOrDefault<double>())) r.AddError("--big-rate must be between 0 and 1000"); });
         var maxSessions = new Option<int?>("--max-sessions")
         {
@@ -120,7 +120,7 @@ internal static class ChaosCommand
     private static string Extra(ChaosOptions o) =>
         (o.Clients != 8 ? $" --clients {o.Clients}" : "") + (o.Keys != 8 ? $" --keys {o.Keys}" : "") + (o.Rate != 2000 ? $" --rate {o.Rate}" : "")
         + (o.BigKeys != 2 ? $" --big-keys {o.BigKeys}" : "")
-        + (o.BigRate != 1 ? $" --big-rate {o.BigRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
+        + (o.BigRate != 2 ? $" --big-rate {o.BigRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
         + (o.MaxSessions is int m ? $" --max-sessions {m}" : "")
         + (o.BackupTimeout is TimeSpan b ? $" --backup-timeout {Tandem.Client.DurationParser.Format(b)}" : "");
 }
