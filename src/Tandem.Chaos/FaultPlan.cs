@@ -127,7 +127,7 @@ public static class FaultPlan
         while (t < end - 0.3)
         {
             FaultKind kind = Pick(random, (FaultKind.Kill, 14), (FaultKind.Pause, 22), (FaultKind.Partition, 30), (FaultKind.Lossy, 17),
-                (FaultKind.Delay, 17), (FaultKind.Replace, 6), (FaultKind.SyncKill, 5), (FaultKind.Cut, 5), (FaultKind.Stall, 12));
+                (FaultKind.Delay, 17), (FaultKind.Replace, 8), (FaultKind.SyncKill, 6), (FaultKind.Cut, 7), (FaultKind.Stall, 12));
             double length = 0.3 + random.NextDouble() * 2.7;
             Role target = Role.Primary;
             Links links = Links.All;
