@@ -108,7 +108,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
         {
             if (t.Name == "TandemSessionExpiredException") return true;
         }
-        return e is TandemException te && (te.Code is "NOSESSION" or ErrorCodes.Expired || te.Message.StartsWith("NOSESSION", StringComparison.Ordinal));
+        return e is TandemException te && (te.Code is "NOSESSION" or "EXPIRED" || te.Message.StartsWith("NOSESSION", StringComparison.Ordinal));
     }
 
     /// <summary>Runs every client until <paramref name="stop"/> fires; an operation in progress then finishes first.</summary>
