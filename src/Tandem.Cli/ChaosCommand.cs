@@ -21,7 +21,7 @@ internal static class ChaosCommand
         var output = new Option<string?>("--out") { HelpName = "DIR", Description = "Keep node logs, schedule, events, history and timelines here. Default: a temporary directory, kept only on failure." };
         Option<TimeSpan?> budget = CliParsers.Duration("--check-budget", TimeSpan.FromSeconds(60), "Time the linearizability checker may take.");
         var verbose = new Option<bool>("--verbose") { Description = "Print every fault as it starts and heals." };
-        var dryRun = new Option<bool>("--dry-run") { Description = "Print the fault schedule of the seed and exit." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Print the workload settings and the fault schedule of the seed and exit." };
         var bigKeys = new Option<int>("--big-keys") { HelpName = "N", Description = "Keys per epoch with 1-4 MiB values; 0 for none.", DefaultValueFactory = _ => 2 };
         bigKeys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError("--big-keys must be between 0 and 64"); });
         var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second at the full --rate, all clients together.", DefaultValueFactory = _ => 2 };
@@ -51,7 +51,7 @@ internal static class ChaosCommand
         };
 
         var command = new Command("chaos", "Run a fault campaign: a coordinator and 3 servers as processes behind fault-injecting proxies, "
-            + "concurrent clients, kills, pauses, partitions, loss and delay; then check the history for linearizability. "
+            + "concurrent clients, kills, pauses, partitions, loss, delay, replacements, sync-kills, cuts and stalls; then check the history for linearizability. "
             + "Exit 0 pass, 1 violation, 3 checker undecided.")
         { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, maxSessions, backupTimeout };
         command.SetAction(async (parse, ct) =>
