@@ -71,6 +71,41 @@ public sealed record ChaosOptions
     /// <summary>Write every fault as it starts and heals to the log.</summary>
     public bool Verbose { get; init; }
 
+    /// <summary>
+    /// Keys per epoch that hold MiB-sized values (1-4 MiB: Put, Get, Delete), so replication batches split and state
+    /// transfers take a while. Default 2; 0 for none.
+    /// </summary>
+    public int BigKeys { get; init; } = 2;
+
+    /// <summary>
+    /// Big-value operations per second at the full <see cref="Rate"/> (each operation is one with probability
+    /// BigRate / Rate, so fewer when the clients fall behind their pace). Default 2.
+    /// </summary>
+    public double BigRate { get; init; } = 2;
+
+    /// <summary>
+    /// Passed to every server as <c>--max-sessions N</c> (a small duplicate table, so sessions of exactly-once clients
+    /// are evicted while they still retry); null passes nothing, for servers without that flag.
+    /// </summary>
+    public int? MaxSessions { get; init; }
+
+    /// <summary>Passed to every server as <c>--backup-timeout DURATION</c>; null passes nothing (the server's default).</summary>
+    public TimeSpan? BackupTimeout { get; init; }
+
+    /// <summary>The workload's settings that the seed and these options fix, one line each (for <c>--dry-run</c>).</summary>
+    public IEnumerable<string> DescribeWorkload()
+    {
+        int appendKeys = Keys / 2;
+        yield return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"workload: {Clients} clients (exactly-once: {string.Join(",", Enumerable.Range(0, Clients).Where(c => c % 2 == 0).Select(c => $"c{c}{(Workload.IsShortLived(c) ? "*" : "")}"))}; "
+            + $"* = a new TandemClient every 1-4 operations), {appendKeys} append-only + {Keys - appendKeys} mixed keys per {Epoch.TotalSeconds:0.#}s epoch, rate {(Rate == 0 ? "unpaced" : Rate.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
+        yield return BigKeys == 0 || BigRate <= 0 ? "workload: no big values"
+            : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"workload: {BigKeys} big-value keys per epoch (b0..b{BigKeys - 1}: Put 1-4 MiB, Get, Delete), about {BigRate:0.##} big operations per second");
+        string backupTimeout = BackupTimeout is TimeSpan b ? "--backup-timeout " + global::Tandem.Client.DurationParser.Format(b) : "default backup timeout";
+        yield return $"servers: {(MaxSessions is int m ? $"--max-sessions {m}" : "default duplicate table")}, {backupTimeout}";
+    }
+
     internal void Validate()
     {
         if (Duration <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Duration), "must be positive");
@@ -79,6 +114,10 @@ public sealed record ChaosOptions
         if (Keys < 2) throw new ArgumentOutOfRangeException(nameof(Keys), "must be at least 2");
         if (Epoch <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Epoch), "must be positive");
         if (OperationTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(OperationTimeout), "must be positive");
+        if (BigKeys < 0) throw new ArgumentOutOfRangeException(nameof(BigKeys), "must not be negative");
+        if (BigRate < 0 || double.IsNaN(BigRate)) throw new ArgumentOutOfRangeException(nameof(BigRate), "must not be negative");
+        if (MaxSessions is < 1) throw new ArgumentOutOfRangeException(nameof(MaxSessions), "must be at least 1");
+        if (BackupTimeout is { } b && b <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(BackupTimeout), "must be positive");
         Debug.Assert(DeadPings >= 1);
     }
 }

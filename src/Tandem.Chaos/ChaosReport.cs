@@ -42,6 +42,9 @@ public sealed record ChaosReport
     /// <summary>Keys whose final read did not succeed (the lost and duplicated counts could not look at them).</summary>
     public required int UnreadKeys { get; init; }
 
+    /// <summary>Exactly-once writes answered "session expired" (recorded as unknown: they may have taken effect once).</summary>
+    public int SessionsExpired { get; init; }
+
     /// <summary>The checker's verdict over the whole history.</summary>
     public required Verdict Verdict { get; init; }
 
@@ -69,9 +72,10 @@ public sealed record ChaosReport
     public string Summary => string.Create(CultureInfo.InvariantCulture,
         $"chaos seed={Seed} duration={Format(Duration)} ops={Operations} ok={Ok} unknown={Unknown} failed={Failed} " +
         $"faults: kill={Count(FaultKind.Kill)} pause={Count(FaultKind.Pause)} partition={Count(FaultKind.Partition)} " +
-        $"lossy={Count(FaultKind.Lossy)} delay={Count(FaultKind.Delay)} " +
+        $"lossy={Count(FaultKind.Lossy)} delay={Count(FaultKind.Delay)} replace={Count(FaultKind.Replace)} " +
+        $"synckill={Count(FaultKind.SyncKill)} cut={Count(FaultKind.Cut)} stall={Count(FaultKind.Stall)} " +
         $"liveness={(Liveness is { } l ? $"{l.TotalSeconds:0.0}s" : "FAILED")} lost={Lost} duplicated={Duplicated} " +
-        $"{(UnreadKeys > 0 ? $"unread={UnreadKeys} " : "")}verdict={Verdict}");
+        $"{(UnreadKeys > 0 ? $"unread={UnreadKeys} " : "")}{(SessionsExpired > 0 ? $"expired={SessionsExpired} " : "")}verdict={Verdict}");
 
     private int Count(FaultKind kind) => Faults.TryGetValue(kind, out int n) ? n : 0;
 

@@ -27,7 +27,7 @@ public static class ChaosRunner
         string directory = options.OutputDirectory ?? Path.Combine(Path.GetTempPath(), $"tandem-chaos-{options.Seed}-{Guid.NewGuid().ToString("N")[..8]}");
         Directory.CreateDirectory(directory);
         IReadOnlyList<PlannedFault> plan = FaultPlan.Generate(options.Seed, options.Duration);
-        await File.WriteAllLinesAsync(Path.Combine(directory, "schedule.txt"), plan.Select(f => f.Describe()), cancellationToken);
+        await File.WriteAllLinesAsync(Path.Combine(directory, "schedule.txt"), options.DescribeWorkload().Concat(plan.Select(f => f.Describe())), cancellationToken);
 
         using var events = new StreamWriter(Path.Combine(directory, "events.log")) { AutoFlush = true };
         var run = Stopwatch.StartNew();
@@ -42,9 +42,9 @@ public static class ChaosRunner
         }
 
         ChaosReport report;
-        await using (Cluster cluster = Cluster.Start(options, tandem, directory))
+        await using (Cluster cluster = Cluster.Start(options, tandem, directory, FaultPlan.Replacements(plan)))
         {
-            Event($"started coordinator {cluster.CoordinatorAddress}, servers {string.Join(", ", cluster.ClientProxies.Select((p, i) => $"s{i + 1}={p.Address}"))} ({tandem})");
+            Event($"started coordinator {cluster.CoordinatorAddress}, servers {string.Join(", ", cluster.Slots.Select(s => $"{s.Name}={s.Identity}"))} ({tandem})");
             await cluster.StartAsync(Event, cancellationToken);
             report = await CampaignAsync(options, cluster, plan, directory, Event, log, cancellationToken);
         }
@@ -112,6 +112,7 @@ public static class ChaosRunner
             Lost = verifier.Lost,
             Duplicated = verifier.Duplicated,
             UnreadKeys = verifier.Unread,
+            SessionsExpired = workload.SessionsExpired,
             Verdict = check.Verdict,
             Check = check,
             Problems = problems,

@@ -11,6 +11,42 @@ namespace Tandem.Chaos;
 internal readonly record struct ClusterStatus(long View, string Primary, string Backup, bool Acked);
 
 /// <summary>
+/// One server identity of a run: <c>s1</c>, <c>s2</c>, ... The first <see cref="Cluster.ServerCount"/> start with the
+/// cluster; the others are fresh servers that join later at new addresses (after a <see cref="FaultKind.Replace"/>).
+/// The listen port and the proxies that others dial to reach it exist from the start, so every server's routes can
+/// name every identity of the run; the proxies it dials out through are made when it first starts.
+/// </summary>
+internal sealed class ServerSlot(int index, string listen, FaultProxy clientProxy, FaultProxy coordinatorProxy)
+{
+    public int Index { get; } = index;
+
+    public string Name { get; } = $"s{index + 1}";
+
+    /// <summary>Where the process listens (only proxies dial it).</summary>
+    public string Listen { get; } = listen;
+
+    /// <summary>Clients to this server; its address is the server's identity in views.</summary>
+    public FaultProxy ClientProxy { get; } = clientProxy;
+
+    /// <summary>This server to the coordinator.</summary>
+    public FaultProxy CoordinatorProxy { get; } = coordinatorProxy;
+
+    /// <summary>[i]: this server dialing server i (null for itself, and until this server first starts).</summary>
+    public FaultProxy?[] PeerProxies { get; set; } = [];
+
+    /// <summary>Null until the server first starts.</summary>
+    public NodeProcess? Node { get; set; }
+
+    /// <summary>Killed for good by a replacement: it never starts again.</summary>
+    public bool Retired { get; set; }
+
+    /// <summary>Started and not retired: it belongs to the cluster (running, paused or killed for a while).</summary>
+    public bool Member => Node is not null && !Retired;
+
+    public string Identity => ClientProxy.Address;
+}
+
+/// <summary>
 /// A coordinator and three servers as real processes, every link between them (and from clients to servers) through
 /// a <see cref="FaultProxy"/> in this process:
 /// <list type="bullet">
@@ -18,77 +54,124 @@ internal readonly record struct ClusterStatus(long View, string Primary, string 
 /// <item>server j to server i: server j has <c>--route Ai=proxy(j->i)</c>;</item>
 /// <item>server i to the coordinator: server i's <c>--coordinator</c> is its own proxy.</item>
 /// </list>
-/// The chaos process itself talks to the coordinator directly.
+/// Servers that a replacement brings in later get identities of their own (<see cref="ServerSlot"/>), prepared at the
+/// start. The chaos process itself talks to the coordinator directly.
 /// </summary>
 internal sealed class Cluster : IAsyncDisposable
 {
     public const int ServerCount = 3;
 
-    private Cluster(string coordinatorAddress, NodeProcess coordinator, NodeProcess[] servers, FaultProxy[] clientProxies,
-        FaultProxy[,] peerProxies, FaultProxy[] coordinatorProxies)
+    private readonly Lock _lock = new();
+    private readonly ChaosOptions _options;
+    private readonly TandemCommand _tandem;
+    private readonly string _directory;
+
+    private Cluster(ChaosOptions options, TandemCommand tandem, string directory, string coordinatorAddress, NodeProcess coordinator, ServerSlot[] slots)
     {
+        _options = options;
+        _tandem = tandem;
+        _directory = directory;
         CoordinatorAddress = coordinatorAddress;
         Coordinator = coordinator;
-        Servers = servers;
-        ClientProxies = clientProxies;
-        PeerProxies = peerProxies;
-        CoordinatorProxies = coordinatorProxies;
+        Slots = slots;
     }
 
     public string CoordinatorAddress { get; }
 
     public NodeProcess Coordinator { get; }
 
-    public NodeProcess[] Servers { get; }
+    /// <summary>Every server identity of the run, started or not.</summary>
+    public ServerSlot[] Slots { get; }
 
-    /// <summary>Clients to server i; its address is server i's identity.</summary>
-    public FaultProxy[] ClientProxies { get; }
-
-    /// <summary>[j, i]: server j dialing server i.</summary>
-    public FaultProxy[,] PeerProxies { get; }
-
-    /// <summary>Server i to the coordinator.</summary>
-    public FaultProxy[] CoordinatorProxies { get; }
-
-    public IEnumerable<FaultProxy> AllProxies =>
-        ClientProxies.Concat(CoordinatorProxies).Concat(PeerProxies.Cast<FaultProxy?>().OfType<FaultProxy>());
-
-    /// <summary>The server whose identity is <paramref name="address"/>, or -1.</summary>
-    public int IndexOf(string address) => Array.FindIndex(ClientProxies, p => p.Address == address);
-
-    public static Cluster Start(ChaosOptions options, TandemCommand tandem, string directory)
+    /// <summary>The servers that belong to the cluster now.</summary>
+    public IEnumerable<ServerSlot> Members
     {
-        int[] ports = FreePorts(1 + ServerCount);
-        string coordinatorAddress = $"127.0.0.1:{ports[0]}";
-        string ping = DurationText(options.PingInterval);
-        var coordinator = new NodeProcess("coordinator", tandem, Path.Combine(directory, "coordinator.log"),
-            "coordinator", "--listen", coordinatorAddress, "--ping-interval", ping,
-            "--dead-pings", options.DeadPings.ToString(CultureInfo.InvariantCulture));
-
-        string[] listen = [.. ports.Skip(1).Select(p => $"127.0.0.1:{p}")];
-        FaultProxy[] clientProxies = [.. listen.Select((l, i) => new FaultProxy($"clients->s{i + 1}", l))];
-        FaultProxy[] coordinatorProxies = [.. Enumerable.Range(0, ServerCount).Select(i => new FaultProxy($"s{i + 1}->coordinator", coordinatorAddress))];
-        var peerProxies = new FaultProxy[ServerCount, ServerCount];
-        for (int j = 0; j < ServerCount; j++)
-        for (int i = 0; i < ServerCount; i++)
-            if (i != j) peerProxies[j, i] = new FaultProxy($"s{j + 1}->s{i + 1}", listen[i]);
-
-        var servers = new NodeProcess[ServerCount];
-        for (int i = 0; i < ServerCount; i++)
+        get
         {
-            var args = new List<string>
-            {
-                "server", "--listen", listen[i], "--coordinator", coordinatorProxies[i].Address, "--ping-interval", ping,
-                "--advertise", clientProxies[i].Address,
-            };
-            for (int peer = 0; peer < ServerCount; peer++)
-            {
-                if (peer != i) args.AddRange(["--route", $"{clientProxies[peer].Address}={peerProxies[i, peer].Address}"]);
-            }
-            servers[i] = new NodeProcess($"s{i + 1}", tandem, Path.Combine(directory, $"s{i + 1}.log"), [.. args]);
+            lock (_lock) return [.. Slots.Where(s => s.Member)];
         }
+    }
 
-        return new Cluster(coordinatorAddress, coordinator, servers, clientProxies, peerProxies, coordinatorProxies);
+    public IEnumerable<FaultProxy> AllProxies
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. Slots.SelectMany(s => s.PeerProxies.OfType<FaultProxy>().Append(s.ClientProxy).Append(s.CoordinatorProxy))];
+            }
+        }
+    }
+
+    /// <summary>The slot whose identity is <paramref name="address"/>, or -1.</summary>
+    public int IndexOf(string address) => Array.FindIndex(Slots, s => s.Identity == address);
+
+    /// <summary>Server <paramref name="from"/> dialing server <paramref name="to"/>; null if <paramref name="from"/> never started.</summary>
+    public FaultProxy? Peer(int from, int to)
+    {
+        lock (_lock) return Slots[from].PeerProxies is { Length: > 0 } peers ? peers[to] : null;
+    }
+
+    /// <param name="options">The run's settings.</param>
+    /// <param name="tandem">How to start the nodes.</param>
+    /// <param name="directory">Where node logs go.</param>
+    /// <param name="extraServers">Fresh servers the run may bring in later (identities prepared now).</param>
+    public static Cluster Start(ChaosOptions options, TandemCommand tandem, string directory, int extraServers = 0)
+    {
+        int slotCount = ServerCount + extraServers;
+        int[] ports = FreePorts(1 + slotCount);
+        string coordinatorAddress = $"127.0.0.1:{ports[0]}";
+        var coordinator = new NodeProcess("coordinator", tandem, Path.Combine(directory, "coordinator.log"),
+            "coordinator", "--listen", coordinatorAddress, "--ping-interval", DurationText(options.PingInterval),
+            "--dead-pings", options.DeadPings.ToString(CultureInfo.InvariantCulture));
+        ServerSlot[] slots = [.. Enumerable.Range(0, slotCount).Select(i =>
+        {
+            string listen = $"127.0.0.1:{ports[1 + i]}";
+            return new ServerSlot(i, listen, new FaultProxy($"clients->s{i + 1}", listen), new FaultProxy($"s{i + 1}->coordinator", coordinatorAddress));
+        })];
+        return new Cluster(options, tandem, directory, coordinatorAddress, coordinator, slots);
+    }
+
+    /// <summary>Makes the slot's outgoing proxies and its process (first start only), and starts it.</summary>
+    private void Launch(ServerSlot slot)
+    {
+        lock (_lock)
+        {
+            if (slot.Node is null)
+            {
+                slot.PeerProxies = [.. Slots.Select(t => t == slot ? null : new FaultProxy($"{slot.Name}->{t.Name}", t.Listen))];
+                var args = new List<string>
+                {
+                    "server", "--listen", slot.Listen, "--coordinator", slot.CoordinatorProxy.Address,
+                    "--ping-interval", DurationText(_options.PingInterval), "--advertise", slot.Identity,
+                };
+                foreach (ServerSlot peer in Slots)
+                {
+                    if (peer != slot) args.AddRange(["--route", $"{peer.Identity}={slot.PeerProxies[peer.Index]!.Address}"]);
+                }
+                // Flags the servers of this branch may not know yet: passed only when asked for.
+                if (_options.MaxSessions is int sessions) args.AddRange(["--max-sessions", sessions.ToString(CultureInfo.InvariantCulture)]);
+                if (_options.BackupTimeout is TimeSpan timeout) args.AddRange(["--backup-timeout", DurationText(timeout)]);
+                slot.Node = new NodeProcess(slot.Name, _tandem, Path.Combine(_directory, $"{slot.Name}.log"), [.. args]);
+            }
+        }
+        slot.Node.Start();
+    }
+
+    /// <summary>Starts the next unused identity as a fresh server; null when the run prepared no more.</summary>
+    public ServerSlot? JoinFresh()
+    {
+        ServerSlot? slot;
+        lock (_lock) slot = Slots.FirstOrDefault(s => s.Node is null);
+        if (slot is not null) Launch(slot);
+        return slot;
+    }
+
+    /// <summary>SIGKILL, for good: the slot never starts again.</summary>
+    public void Retire(ServerSlot slot)
+    {
+        lock (_lock) slot.Retired = true;
+        slot.Node?.Kill();
     }
 
     /// <summary>
@@ -101,11 +184,11 @@ internal sealed class Cluster : IAsyncDisposable
         var waited = System.Diagnostics.Stopwatch.StartNew();
         Coordinator.Start();
         await UntilAsync(s => true, "the coordinator to answer");
-        Servers[0].Start();
+        Launch(Slots[0]);
         await UntilAsync(s => s is { Acked: true, Primary: not "" }, "a first primary");
-        Servers[1].Start();
+        Launch(Slots[1]);
         await UntilAsync(s => s is { Acked: true, Primary: not "", Backup: not "" }, "a backup");
-        Servers[2].Start();
+        Launch(Slots[2]);
         await Task.Delay(TimeSpan.FromSeconds(1), ct);
         ClusterStatus ready = await UntilAsync(s => s is { Acked: true, Primary: not "", Backup: not "" }, "an acknowledged view with a backup");
         log($"cluster ready after {waited.Elapsed.TotalSeconds:0.0}s: view {ready.View}");
@@ -146,7 +229,7 @@ internal sealed class Cluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (NodeProcess node in Servers.Append(Coordinator)) node.Dispose();
+        foreach (NodeProcess node in Slots.Select(s => s.Node).OfType<NodeProcess>().Append(Coordinator)) node.Dispose();
         foreach (FaultProxy proxy in AllProxies) await proxy.DisposeAsync();
     }
 
@@ -154,7 +237,8 @@ internal sealed class Cluster : IAsyncDisposable
 
     /// <summary>
     /// Free ports for the nodes, below the kernel's ephemeral range when it can: a killed server restarts on the same
-    /// port, which an outgoing connection must not have taken in the meantime.
+    /// port, and a fresh server starts on a port chosen at the start, which an outgoing connection must not have taken
+    /// in the meantime.
     /// </summary>
     private static int[] FreePorts(int n)
     {

@@ -15,6 +15,17 @@ public enum FaultKind
     Lossy,
     /// <summary>Hold bytes for a while on some links.</summary>
     Delay,
+    /// <summary>SIGKILL a server for good; when the fault heals a fresh server joins at a new address (new ports, new proxies).</summary>
+    Replace,
+    /// <summary>
+    /// Kill the backup so that another server becomes backup, then SIGKILL that new backup during its state transfer
+    /// (the view has it as backup and is not acknowledged yet); both start again (empty, same ports) when the fault heals.
+    /// </summary>
+    SyncKill,
+    /// <summary>Black-hole replication both ways between primary and backup for 3-8 s (longer than the detection bound) while both still reach the coordinator.</summary>
+    Cut,
+    /// <summary>Take bytes in on some links but pass nothing (or a trickle) on, without closing anything; everything goes on when it heals.</summary>
+    Stall,
 }
 
 /// <summary>A role in the current view, read from the coordinator when a fault starts.</summary>
@@ -50,9 +61,11 @@ public enum Links
 /// <param name="Links">For partitions, loss and delay: where.</param>
 /// <param name="OneWay">For loss and delay: only requests (forward) or only replies; null for both ways.</param>
 /// <param name="DropShare">For <see cref="FaultKind.Lossy"/>: probability that a chunk of bytes closes its connection.</param>
-/// <param name="DelayMs">For <see cref="FaultKind.Delay"/>: how long bytes are held.</param>
+/// <param name="DelayMs">For <see cref="FaultKind.Delay"/>: how long bytes are held; for <see cref="FaultKind.SyncKill"/>: the delay
+/// put on the primary's link to the new backup, so that the state transfer takes a while.</param>
+/// <param name="TrickleBytes">For <see cref="FaultKind.Stall"/>: bytes passed on per 100 ms (0: nothing).</param>
 public sealed record PlannedFault(int Number, TimeSpan Start, TimeSpan Length, FaultKind Kind, Role Target, Links Links,
-    bool? OneWay, double DropShare, int DelayMs)
+    bool? OneWay, double DropShare, int DelayMs, int TrickleBytes = 0)
 {
     /// <summary>For logs and <c>--dry-run</c>: one line.</summary>
     public string Describe()
@@ -63,6 +76,10 @@ public sealed record PlannedFault(int Number, TimeSpan Start, TimeSpan Length, F
             FaultKind.Pause => $"pause {Target.ToString().ToLowerInvariant()}",
             FaultKind.Partition => $"partition {LinksName}",
             FaultKind.Lossy => $"lossy {LinksName}{Way} drop={DropShare.ToString("0.000", CultureInfo.InvariantCulture)}",
+            FaultKind.Replace => $"replace {Target.ToString().ToLowerInvariant()} (dies for good; a fresh server joins at a new address)",
+            FaultKind.SyncKill => $"synckill new backup during its state transfer (primary->new backup delayed {DelayMs}ms)",
+            FaultKind.Cut => $"cut {LinksName}",
+            FaultKind.Stall => $"stall {LinksName}{Way} {(TrickleBytes > 0 ? $"trickle {TrickleBytes}B/100ms" : "nothing passes")}",
             _ => $"delay {LinksName}{Way} {DelayMs}ms",
         };
         return string.Create(CultureInfo.InvariantCulture, $"#{Number} at {Start.TotalSeconds:0.000}s for {Length.TotalMilliseconds:0}ms: {what}");
@@ -86,9 +103,19 @@ public static class FaultPlan
     public const int MaxConcurrent = 2;
 
     /// <summary>
-    /// Draws the schedule for <paramref name="seed"/> over <paramref name="duration"/>. Faults last 0.3-3 s; at most
-    /// <see cref="MaxConcurrent"/> overlap; a kill starts only when no other fault is active, so a kill never
-    /// destroys a copy while the other copy is in doubt.
+    /// At most this many <see cref="FaultKind.Replace"/> faults per run (later draws become <see cref="FaultKind.Kill"/>):
+    /// every server identity the run may use is set up before the first server starts (each server's routes name
+    /// every other one), so their number must stay modest.
+    /// </summary>
+    public const int MaxReplacements = 12;
+
+    /// <summary>How many fresh servers <paramref name="plan"/> brings in (the cluster prepares that many extra identities).</summary>
+    public static int Replacements(IEnumerable<PlannedFault> plan) => plan.Count(f => f.Kind == FaultKind.Replace);
+
+    /// <summary>
+    /// Draws the schedule for <paramref name="seed"/> over <paramref name="duration"/>. Faults last 0.3-3 s (cuts
+    /// 3-8 s, stalls 0.3-5 s); at most <see cref="MaxConcurrent"/> overlap; a kill, replacement or sync-kill starts
+    /// only when no other fault is active, so it never destroys a copy while the other copy is in doubt.
     /// </summary>
     public static IReadOnlyList<PlannedFault> Generate(int seed, TimeSpan duration)
     {
@@ -96,17 +123,38 @@ public static class FaultPlan
         var faults = new List<PlannedFault>();
         double end = duration.TotalSeconds;
         double t = Math.Min(1.0, end / 4);
+        int replacements = 0;
         while (t < end - 0.3)
         {
-            FaultKind kind = Pick(random, (FaultKind.Kill, 14), (FaultKind.Pause, 22), (FaultKind.Partition, 30), (FaultKind.Lossy, 17), (FaultKind.Delay, 17));
+            FaultKind kind = Pick(random, (FaultKind.Kill, 14), (FaultKind.Pause, 22), (FaultKind.Partition, 30), (FaultKind.Lossy, 17),
+                (FaultKind.Delay, 17), (FaultKind.Replace, 8), (FaultKind.SyncKill, 6), (FaultKind.Cut, 7), (FaultKind.Stall, 12));
             double length = 0.3 + random.NextDouble() * 2.7;
             Role target = Role.Primary;
             Links links = Links.All;
             bool? oneWay = null;
             double drop = 0;
-            int delay = 0;
+            int delay = 0, trickle = 0;
+            if (kind == FaultKind.Replace && replacements >= MaxReplacements) kind = FaultKind.Kill;
             switch (kind)
             {
+                case FaultKind.Replace:
+                    replacements++;
+                    target = random.Next(2) == 0 ? Role.Primary : Role.Backup;
+                    break;
+                case FaultKind.SyncKill:
+                    target = Role.Backup;
+                    delay = 20 + random.Next(180);
+                    break;
+                case FaultKind.Cut:
+                    links = Links.PrimaryBackup;
+                    length = 3 + random.NextDouble() * 5;
+                    break;
+                case FaultKind.Stall:
+                    links = Pick(random, (Links.PrimaryCoordinator, 20), (Links.PrimaryBackup, 35), (Links.ClientsPrimary, 30), (Links.All, 15));
+                    oneWay = OneWay(random);
+                    length = 0.3 + random.NextDouble() * 4.7;
+                    trickle = random.Next(3) == 0 ? 1 + random.Next(64) : 0;
+                    break;
                 case FaultKind.Kill:
                     target = random.Next(2) == 0 ? Role.Primary : Role.Backup;
                     break;
@@ -134,12 +182,12 @@ public static class FaultPlan
             while (true)
             {
                 var active = faults.Where(f => (f.Start + f.Length).TotalSeconds > t).ToList();
-                if (kind == FaultKind.Kill && active.Count > 0) t = active.Max(f => (f.Start + f.Length).TotalSeconds) + 0.2;
+                if ((kind is FaultKind.Kill or FaultKind.Replace or FaultKind.SyncKill) && active.Count > 0) t = active.Max(f => (f.Start + f.Length).TotalSeconds) + 0.2;
                 else if (active.Count >= MaxConcurrent) t = active.Min(f => (f.Start + f.Length).TotalSeconds) + 0.05;
                 else break;
             }
             if (t >= end - 0.3) break;
-            faults.Add(new PlannedFault(faults.Count + 1, TimeSpan.FromSeconds(t), TimeSpan.FromSeconds(length), kind, target, links, oneWay, drop, delay));
+            faults.Add(new PlannedFault(faults.Count + 1, TimeSpan.FromSeconds(t), TimeSpan.FromSeconds(length), kind, target, links, oneWay, drop, delay, trickle));
             t += 0.4 + random.NextDouble() * 1.6;
         }
         return faults;

@@ -14,11 +14,18 @@ internal enum Direction
 }
 
 /// <summary>One fault applied to one direction of one proxy; several may be active at once and combine.</summary>
-internal sealed record LinkEffect(bool BlackHole = false, int DelayMs = 0, double DropShare = 0);
+/// <param name="BlackHole">Bytes vanish; the connection is closed when the last black hole heals.</param>
+/// <param name="DelayMs">Bytes are held this long.</param>
+/// <param name="DropShare">Probability that a chunk of bytes closes its connection.</param>
+/// <param name="Stall">Bytes are taken in but not passed on (but for <paramref name="TrickleBytes"/>) until the stall heals; then
+/// they all go on, in order, and the connection was never closed.</param>
+/// <param name="TrickleBytes">During a stall, bytes passed on per 100 ms (0: none).</param>
+internal sealed record LinkEffect(bool BlackHole = false, int DelayMs = 0, double DropShare = 0, bool Stall = false, int TrickleBytes = 0);
 
 /// <summary>
 /// A TCP proxy for one link (for example "server 2 dials server 1"). Per direction it passes bytes, black-holes them
-/// (connections stay open and bytes vanish), delays them, or closes connections at random. Effects are added and
+/// (connections stay open and bytes vanish), delays them, stalls them (takes them in, passes nothing or a trickle on
+/// until healed, then everything, without closing anything), or closes connections at random. Effects are added and
 /// removed by the nemesis; removing the last black hole closes every connection that lost bytes, so no stream ever
 /// resumes with a hole in it.
 /// </summary>
@@ -32,9 +39,9 @@ internal sealed class FaultProxy : IAsyncDisposable
     private readonly HashSet<Connection> _connections = [];
     private State _forward = State.Pass, _backward = State.Pass;
 
-    private sealed record State(bool BlackHole, int DelayMs, double DropShare)
+    private sealed record State(bool BlackHole, int DelayMs, double DropShare, bool Stall, int TrickleBytes)
     {
-        public static State Pass { get; } = new(false, 0, 0);
+        public static State Pass { get; } = new(false, 0, 0, false, 0);
     }
 
     public FaultProxy(string name, string target)
@@ -94,8 +101,8 @@ internal sealed class FaultProxy : IAsyncDisposable
 
     private State Combine(Direction direction)
     {
-        bool blackHole = false;
-        int delay = 0;
+        bool blackHole = false, stall = false;
+        int delay = 0, trickle = int.MaxValue;
         double drop = 0;
         foreach ((Direction d, LinkEffect e) in _effects)
         {
@@ -103,8 +110,13 @@ internal sealed class FaultProxy : IAsyncDisposable
             blackHole |= e.BlackHole;
             delay = Math.Max(delay, e.DelayMs);
             drop = Math.Max(drop, e.DropShare);
+            if (e.Stall)
+            {
+                stall = true;
+                trickle = Math.Min(trickle, e.TrickleBytes);
+            }
         }
-        return blackHole || delay > 0 || drop > 0 ? new State(blackHole, delay, drop) : State.Pass;
+        return blackHole || delay > 0 || drop > 0 || stall ? new State(blackHole, delay, drop, stall, stall ? trickle : 0) : State.Pass;
     }
 
     private State Current(Direction direction) => direction == Direction.Forward ? Volatile.Read(ref _forward) : Volatile.Read(ref _backward);
@@ -162,7 +174,7 @@ internal sealed class FaultProxy : IAsyncDisposable
     {
         // Bytes wait here until their delay has passed, so a delay holds bytes without reordering them.
         var queue = Channel.CreateUnbounded<(byte[] Bytes, long Due)>(new() { SingleReader = true, SingleWriter = true });
-        Task sender = SendLoopAsync(connection, queue.Reader, to);
+        Task sender = SendLoopAsync(connection, queue.Reader, to, direction);
         try
         {
             var buffer = new byte[16 * 1024];
@@ -200,7 +212,7 @@ internal sealed class FaultProxy : IAsyncDisposable
         }
     }
 
-    private static async Task SendLoopAsync(Connection connection, ChannelReader<(byte[] Bytes, long Due)> queue, Socket to)
+    private async Task SendLoopAsync(Connection connection, ChannelReader<(byte[] Bytes, long Due)> queue, Socket to, Direction direction)
     {
         await foreach ((byte[] bytes, long due) in queue.ReadAllAsync(connection.Closed))
         {
@@ -208,7 +220,20 @@ internal sealed class FaultProxy : IAsyncDisposable
             if (wait > 0) await Task.Delay(TimeSpan.FromMilliseconds(wait), connection.Closed);
             if (connection.Tainted) continue;
             int sent = 0;
-            while (sent < bytes.Length) sent += await to.SendAsync(bytes.AsMemory(sent), SocketFlags.None, connection.Closed);
+            while (sent < bytes.Length)
+            {
+                // A stall is looked at when bytes leave, so bytes taken in during a stall wait here (the reader keeps
+                // reading: the dialing side sees its writes accepted) and go on in order once it heals.
+                State state = Current(direction);
+                if (state.Stall)
+                {
+                    if (state.TrickleBytes > 0)
+                        sent += await to.SendAsync(bytes.AsMemory(sent, Math.Min(state.TrickleBytes, bytes.Length - sent)), SocketFlags.None, connection.Closed);
+                    await Task.Delay(state.TrickleBytes > 0 ? 100 : 20, connection.Closed);
+                    continue;
+                }
+                sent += await to.SendAsync(bytes.AsMemory(sent), SocketFlags.None, connection.Closed);
+            }
         }
     }
 

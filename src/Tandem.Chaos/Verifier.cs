@@ -81,6 +81,7 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
                 try
                 {
                     string value = await reader.GetAsync(key, ct);
+                    if (Workload.IsBig(key)) value = BigValue.Decode(value);
                     history.Add(epoch, new HistoryOp(process, OpKind.Get, key, "", value, call, history.Now(), Outcome.Ok));
                     finals[key] = value;
                     break;

@@ -15,13 +15,25 @@ namespace Tandem.Chaos;
 /// <remarks>
 /// Keys come in two sets: append-only keys (<c>a{i}.e{epoch}</c>: only Get and Append, so every acknowledged
 /// append's token must be in the final value) and mixed keys (<c>m{i}.e{epoch}</c>: every operation). The epoch
-/// advances every <see cref="ChaosOptions.Epoch"/>, so each key's history stays short.
+/// advances every <see cref="ChaosOptions.Epoch"/>, so each key's history stays short. A few big-value keys
+/// (<c>b{i}.e{epoch}</c>: Put of 1-4 MiB, Get, Delete; see <see cref="BigValue"/>) are drawn at a low rate. Some
+/// exactly-once clients (<see cref="IsShortLived"/>) make a new <see cref="TandemClient"/>, so a new session, every
+/// 1-4 operations: with a small duplicate table (<see cref="ChaosOptions.MaxSessions"/>) they push out the sessions
+/// of long-lived clients that are still retrying. A request answered "session expired" counts as unknown: it may
+/// have taken effect once.
 /// </remarks>
 internal sealed class Workload(ChaosOptions options, string coordinator, HistoryRecorder history, Action<string> log)
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<int, int> _inFlight = [];
     private int _maxEpoch = -1;
+    private int _sessionsExpired;
+
+    /// <summary>Exactly-once requests answered "session expired" (recorded as unknown).</summary>
+    public int SessionsExpired => Volatile.Read(ref _sessionsExpired);
+
+    /// <summary>Exactly-once clients that make a new <see cref="TandemClient"/> every few operations.</summary>
+    public static bool IsShortLived(int client) => client % 4 == 2;
 
     public int AppendKeys => options.Keys / 2;
 
@@ -41,7 +53,13 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
     {
         for (int i = 0; i < AppendKeys; i++) yield return AppendKey(i, epoch);
         for (int i = 0; i < MixedKeys; i++) yield return MixedKey(i, epoch);
+        for (int i = 0; i < BigKeys; i++) yield return BigKey(i, epoch);
     }
+
+    private int BigKeys => options.BigRate > 0 ? options.BigKeys : 0;
+
+    /// <summary>The share of operations that go to big-value keys, for about <see cref="ChaosOptions.BigRate"/> per second.</summary>
+    private double BigShare => BigKeys == 0 ? 0 : options.BigRate / (options.Rate > 0 ? options.Rate : 2000);
 
     /// <summary>True once <paramref name="epoch"/> is over and none of its operations is still running: its keys will not change again (but for unknown writes).</summary>
     public bool IsQuiet(int epoch)
@@ -74,20 +92,64 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
 
     private static string MixedKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"m{i}.e{epoch}");
 
+    private static string BigKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"b{i}.e{epoch}");
+
+    /// <summary>Keys whose values are <see cref="BigValue"/>s (the history holds their descriptions).</summary>
+    public static bool IsBig(string key) => key.StartsWith('b');
+
+    /// <summary>
+    /// True for an exactly-once request refused because its session left the duplicate table: the
+    /// <c>TandemSessionExpiredException</c> of newer clients (matched by name, as this build may predate it), or an
+    /// error reply <c>NOSESSION</c> / <c>EXPIRED</c>.
+    /// </summary>
+    internal static bool IsSessionExpired(Exception e)
+    {
+        for (Type? t = e.GetType(); t is not null; t = t.BaseType)
+        {
+            if (t.Name == "TandemSessionExpiredException") return true;
+        }
+        return e is TandemException te && (te.Code is "NOSESSION" or "EXPIRED" || te.Message.StartsWith("NOSESSION", StringComparison.Ordinal));
+    }
+
     /// <summary>Runs every client until <paramref name="stop"/> fires; an operation in progress then finishes first.</summary>
     public Task RunAsync(CancellationToken stop, CancellationToken abort) =>
         Task.WhenAll(Enumerable.Range(0, options.Clients).Select(c => Task.Run(() =>
             c % 2 == 0 ? ExactlyOnceClientAsync(c, stop, abort) : PlainClientAsync(c, stop, abort), CancellationToken.None)));
 
-    private readonly record struct Op(OpKind Kind, string Key, string Input);
+    /// <param name="Kind">What the operation does.</param>
+    /// <param name="Key">Its key.</param>
+    /// <param name="Input">What the history records as input (for a big value: its description).</param>
+    /// <param name="BigToken">For a Put of a big value: its token (the value is made when sent).</param>
+    /// <param name="BigLength">For a Put of a big value: its length.</param>
+    private readonly record struct Op(OpKind Kind, string Key, string Input, string? BigToken = null, int BigLength = 0)
+    {
+        /// <summary>The value to send.</summary>
+        public string Value => BigToken is null ? Input : BigValue.Make(BigToken, BigLength);
+    }
 
     private sealed class Chooser(int seed, int client, Workload workload)
     {
         private readonly Random _random = new(unchecked(seed * 1_000_003 + client * 7919 + 17));
+        private readonly double _bigShare = workload.BigShare;
         private int _n;
+
+        /// <summary>Operations until a short-lived client makes a new <see cref="TandemClient"/>.</summary>
+        public int Lifetime() => 1 + _random.Next(4);
 
         public Op Next(int epoch)
         {
+            if (_bigShare > 0 && _random.NextDouble() < _bigShare)
+            {
+                string big = BigKey(_random.Next(workload.BigKeys), epoch);
+                int roll0 = _random.Next(100);
+                string bigToken = string.Create(CultureInfo.InvariantCulture, $"c{client}.{++_n};");
+                if (roll0 < 45)
+                {
+                    int length = BigValue.MinLength + _random.Next(BigValue.MaxLength - BigValue.MinLength + 1);
+                    return new Op(OpKind.Put, big, BigValue.Describe(bigToken, length), bigToken, length);
+                }
+                return roll0 < 90 ? new Op(OpKind.Get, big, "") : new Op(OpKind.Delete, big, "");
+            }
             bool appendOnly = _random.Next(2) == 0;
             int index = _random.Next(appendOnly ? workload.AppendKeys : workload.MixedKeys);
             int roll = _random.Next(100);
@@ -109,11 +171,35 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
     private async Task ExactlyOnceClientAsync(int client, CancellationToken stop, CancellationToken abort)
     {
         var chooser = new Chooser(options.Seed, client, this);
-        await using var tandem = new TandemClient(new TandemClientOptions { Coordinator = coordinator, OperationTimeout = options.OperationTimeout });
+        TandemClient NewClient() => new(new TandemClientOptions { Coordinator = coordinator, OperationTimeout = options.OperationTimeout });
+        TandemClient tandem = NewClient();
+        bool shortLived = IsShortLived(client);
+        int left = shortLived ? chooser.Lifetime() : int.MaxValue;
         int process = history.NewProcess();
         var pacer = new Pacer(options);
-        while (!stop.IsCancellationRequested && !abort.IsCancellationRequested)
+        try
         {
+            while (!stop.IsCancellationRequested && !abort.IsCancellationRequested)
+            {
+                bool expired = await OneAsync();
+                // A new client is a new session: after an expired one (a real application would do the same), and
+                // every few operations for a short-lived client.
+                if (expired || --left <= 0)
+                {
+                    await tandem.DisposeAsync();
+                    tandem = NewClient();
+                    left = shortLived ? chooser.Lifetime() : int.MaxValue;
+                }
+            }
+        }
+        finally
+        {
+            await tandem.DisposeAsync();
+        }
+
+        async Task<bool> OneAsync()
+        {
+            bool expired = false;
             await pacer.WaitAsync(abort);
             int epoch = Enter();
             Op op = chooser.Next(epoch);
@@ -124,6 +210,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
             {
                 output = op.Kind switch
                 {
+                    OpKind.Get when IsBig(op.Key) => BigValue.Decode(await tandem.GetAsync(op.Key, abort)),
                     OpKind.Get => await tandem.GetAsync(op.Key, abort),
                     OpKind.Put => await PutAsync(tandem, op, abort),
                     OpKind.PutHash => await tandem.PutHashAsync(op.Key, op.Input, abort),
@@ -131,6 +218,14 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                     _ => await tandem.DeleteAsync(op.Key, abort) ? "1" : "0",
                 };
                 outcome = Outcome.Ok;
+            }
+            catch (Exception e) when (!abort.IsCancellationRequested && IsSessionExpired(e))
+            {
+                // The session (and with it the reply of an earlier attempt) was dropped: the write may have taken
+                // effect once; never "not applied".
+                outcome = op.Kind == OpKind.Get ? Outcome.Failed : Outcome.Unknown;
+                expired = true;
+                Interlocked.Increment(ref _sessionsExpired);
             }
             catch (TandemException e) when (e.Code == ErrorCodes.Err)
             {
@@ -148,12 +243,13 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 Exit(epoch);
             }
             if (outcome == Outcome.Unknown) process = history.NewProcess();
+            return expired;
         }
     }
 
     private static async Task<string?> PutAsync(TandemClient tandem, Op op, CancellationToken ct)
     {
-        await tandem.PutAsync(op.Key, op.Input, ct);
+        await tandem.PutAsync(op.Key, op.Value, ct);
         return null;
     }
 
@@ -197,7 +293,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 string[] command = op.Kind switch
                 {
                     OpKind.Get => [Commands.Get, op.Key],
-                    OpKind.Put => [Commands.Set, op.Key, op.Input],
+                    OpKind.Put => [Commands.Set, op.Key, op.Value],
                     OpKind.PutHash => [Commands.PutHash, op.Key, op.Input],
                     OpKind.Append => [Commands.Append, op.Key, op.Input],
                     _ => [Commands.Del, op.Key],
@@ -233,7 +329,9 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                     }
                     else
                     {
-                        output = Decode(op.Kind, reply);
+                        output = op.Kind == OpKind.Get && IsBig(op.Key) && reply.Kind == RespKind.BulkString
+                            ? reply.IsNull ? "" : BigValue.Decode(reply.Bytes)
+                            : Decode(op.Kind, reply);
                         outcome = Outcome.Ok;
                     }
                 }

@@ -21,7 +21,29 @@ internal static class ChaosCommand
         var output = new Option<string?>("--out") { HelpName = "DIR", Description = "Keep node logs, schedule, events, history and timelines here. Default: a temporary directory, kept only on failure." };
         Option<TimeSpan?> budget = CliParsers.Duration("--check-budget", TimeSpan.FromSeconds(60), "Time the linearizability checker may take.");
         var verbose = new Option<bool>("--verbose") { Description = "Print every fault as it starts and heals." };
-        var dryRun = new Option<bool>("--dry-run") { Description = "Print the fault schedule of the seed and exit." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Print the workload settings and the fault schedule of the seed and exit." };
+        var bigKeys = new Option<int>("--big-keys") { HelpName = "N", Description = "Keys per epoch with 1-4 MiB values; 0 for none.", DefaultValueFactory = _ => 2 };
+        bigKeys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError("--big-keys must be between 0 and 64"); });
+        var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second at the full --rate, all clients together.", DefaultValueFactory = _ => 2 };
+        bigRate.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 1000 || double.IsNaN(r.GetValueOrDefault<double>())) r.AddError("--big-rate must be between 0 and 1000"); });
+        var maxSessions = new Option<int?>("--max-sessions")
+        {
+            HelpName = "N",
+            Description = "Pass --max-sessions N to every server (a small duplicate table: sessions are evicted while clients retry). Default: not passed.",
+        };
+        maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--max-sessions must be at least 1"); });
+        var backupTimeout = new Option<TimeSpan?>("--backup-timeout")
+        {
+            HelpName = "DURATION",
+            Description = "Pass --backup-timeout DURATION to every server. Default: not passed (the server's default).",
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Single().Value;
+                if (Tandem.Client.DurationParser.TryParse(text, out TimeSpan value) && value > TimeSpan.Zero) return value;
+                result.AddError($"--backup-timeout: '{text}' is not a positive duration (for example 1500ms, 2s)");
+                return null;
+            },
+        };
         var recheck = new Option<string?>("--recheck")
         {
             HelpName = "DIR",
@@ -29,22 +51,21 @@ internal static class ChaosCommand
         };
 
         var command = new Command("chaos", "Run a fault campaign: a coordinator and 3 servers as processes behind fault-injecting proxies, "
-            + "concurrent clients, kills, pauses, partitions, loss and delay; then check the history for linearizability. "
+            + "concurrent clients, kills, pauses, partitions, loss, delay, replacements, sync-kills, cuts and stalls; then check the history for linearizability. "
             + "Exit 0 pass, 1 violation, 3 checker undecided.")
-        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck };
+        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, maxSessions, backupTimeout };
         command.SetAction(async (parse, ct) =>
         {
             int n = parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000);
             TimeSpan length = parse.GetDuration(duration, TimeSpan.FromSeconds(60));
             if (parse.GetValue(recheck) is { } kept)
                 return await ChaosRunner.RecheckAsync(Path.GetFullPath(kept), parse.GetDuration(budget, TimeSpan.FromSeconds(60)), Console.Out, ct);
-            if (parse.GetValue(dryRun))
-            {
-                foreach (PlannedFault fault in FaultPlan.Generate(n, length)) Console.WriteLine(fault.Describe());
-                return 0;
-            }
             var options = new ChaosOptions
             {
+                BigKeys = parse.GetValue(bigKeys),
+                BigRate = parse.GetValue(bigRate),
+                MaxSessions = parse.GetValue(maxSessions),
+                BackupTimeout = parse.GetValue(backupTimeout),
                 Seed = n,
                 Duration = length,
                 Clients = parse.GetValue(clients),
@@ -54,6 +75,12 @@ internal static class ChaosCommand
                 CheckBudget = parse.GetDuration(budget, TimeSpan.FromSeconds(60)),
                 Verbose = parse.GetValue(verbose),
             };
+            if (parse.GetValue(dryRun))
+            {
+                foreach (string line in options.DescribeWorkload()) Console.WriteLine(line);
+                foreach (PlannedFault fault in FaultPlan.Generate(n, length)) Console.WriteLine(fault.Describe());
+                return 0;
+            }
 
             // Ctrl-C or SIGTERM stops the run; the child processes are killed on the way out.
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -91,5 +118,9 @@ internal static class ChaosCommand
     }
 
     private static string Extra(ChaosOptions o) =>
-        (o.Clients != 8 ? $" --clients {o.Clients}" : "") + (o.Keys != 8 ? $" --keys {o.Keys}" : "") + (o.Rate != 2000 ? $" --rate {o.Rate}" : "");
+        (o.Clients != 8 ? $" --clients {o.Clients}" : "") + (o.Keys != 8 ? $" --keys {o.Keys}" : "") + (o.Rate != 2000 ? $" --rate {o.Rate}" : "")
+        + (o.BigKeys != 2 ? $" --big-keys {o.BigKeys}" : "")
+        + (o.BigRate != 2 ? $" --big-rate {o.BigRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
+        + (o.MaxSessions is int m ? $" --max-sessions {m}" : "")
+        + (o.BackupTimeout is TimeSpan b ? $" --backup-timeout {Tandem.Client.DurationParser.Format(b)}" : "");
 }

@@ -5,7 +5,7 @@ namespace Tandem.IntegrationTests;
 
 /// <summary>
 /// A CI-sized fault campaign: <c>tandem chaos</c> as a user runs it (real processes, kills, pauses, partitions, loss,
-/// delay), three fixed seeds of 25 s. Each must end with a linearizable history, no lost or duplicated append and a
+/// delay, replacements, sync-kills, cuts, stalls, big values, short-lived sessions), three fixed seeds of 25 s. Each must end with a linearizable history, no lost or duplicated append and a
 /// cluster that recovers.
 /// </summary>
 public partial class ChaosTests
@@ -28,7 +28,7 @@ public partial class ChaosTests
         Assert.Equal(0, Number("lost"));
         Assert.Equal(0, Number("duplicated"));
         Assert.True(Number("ops") > 2000, $"too few operations for a meaningful check; {context}");
-        Assert.True(Number("kill") + Number("pause") + Number("partition") + Number("lossy") + Number("delay") > 0, $"no fault was injected; {context}");
+        Assert.True(FaultNames.Sum(Number) > 0, $"no fault was injected; {context}");
         Assert.DoesNotContain("FAILED", stdout);
     }
 
@@ -44,7 +44,11 @@ public partial class ChaosTests
         Assert.NotEqual(a, other);
         Assert.Contains("kill", a);
         Assert.Contains("partition", a);
+        foreach (string kind in new[] { "replace", "synckill", "cut", "stall" }) Assert.Contains($": {kind} ", a);
+        Assert.Contains("big-value keys", a);
     }
+
+    private static readonly string[] FaultNames = ["kill", "pause", "partition", "lossy", "delay", "replace", "synckill", "cut", "stall"];
 
     private static Task<(int ExitCode, string Stdout, string Stderr)> RunChaosAsync(int seed, string duration) =>
         RunAsync(["chaos", "--seed", seed.ToString(CultureInfo.InvariantCulture), "--duration", duration], TimeSpan.FromMinutes(4));
@@ -52,6 +56,6 @@ public partial class ChaosTests
     private static Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string[] args, TimeSpan limit) =>
         TandemProcess.RunAsync(limit, null, args);
 
-    [GeneratedRegex(@"^chaos seed=\d+ duration=\S+ ops=(?<ops>\d+) ok=\d+ unknown=\d+ failed=\d+ faults: kill=(?<kill>\d+) pause=(?<pause>\d+) partition=(?<partition>\d+) lossy=(?<lossy>\d+) delay=(?<delay>\d+) liveness=\S+ lost=(?<lost>\d+) duplicated=(?<duplicated>\d+) (unread=\d+ )?verdict=(?<verdict>\w+)$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^chaos seed=\d+ duration=\S+ ops=(?<ops>\d+) ok=\d+ unknown=\d+ failed=\d+ faults: kill=(?<kill>\d+) pause=(?<pause>\d+) partition=(?<partition>\d+) lossy=(?<lossy>\d+) delay=(?<delay>\d+) replace=(?<replace>\d+) synckill=(?<synckill>\d+) cut=(?<cut>\d+) stall=(?<stall>\d+) liveness=\S+ lost=(?<lost>\d+) duplicated=(?<duplicated>\d+) (unread=\d+ )?(expired=\d+ )?verdict=(?<verdict>\w+)$", RegexOptions.Multiline)]
     private static partial Regex SummaryPattern();
 }
