@@ -87,7 +87,10 @@ public sealed record ChaosOptions
     /// Passed to every server as <c>--max-sessions N</c> (a small duplicate table, so sessions of exactly-once clients
     /// are evicted while they still retry); null passes nothing, for servers without that flag.
     /// </summary>
-    public int? MaxSessions { get; init; }
+    public int? MaxSessions { get; init; } = DefaultMaxSessions;
+
+    /// <summary>The default <see cref="MaxSessions"/>: 64, far fewer than the sessions a campaign opens.</summary>
+    public const int DefaultMaxSessions = 64;
 
     /// <summary>Passed to every server as <c>--backup-timeout DURATION</c>; null passes nothing (the server's default).</summary>
     public TimeSpan? BackupTimeout { get; init; }

@@ -98,18 +98,11 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
     public static bool IsBig(string key) => key.StartsWith('b');
 
     /// <summary>
-    /// True for an exactly-once request refused because its session left the duplicate table: the
-    /// <c>TandemSessionExpiredException</c> of newer clients (matched by name, as this build may predate it), or an
-    /// error reply <c>NOSESSION</c> / <c>EXPIRED</c>.
+    /// True for an exactly-once request refused because its session left the duplicate table
+    /// (<see cref="TandemSessionExpiredException"/>, or an error reply <c>NOSESSION</c>): its outcome is unknown.
     /// </summary>
-    internal static bool IsSessionExpired(Exception e)
-    {
-        for (Type? t = e.GetType(); t is not null; t = t.BaseType)
-        {
-            if (t.Name == "TandemSessionExpiredException") return true;
-        }
-        return e is TandemException te && (te.Code is "NOSESSION" or "EXPIRED" || te.Message.StartsWith("NOSESSION", StringComparison.Ordinal));
-    }
+    internal static bool IsSessionExpired(Exception e) =>
+        e is TandemSessionExpiredException || e is TandemException { Code: ErrorCodes.NoSession };
 
     /// <summary>Runs every client until <paramref name="stop"/> fires; an operation in progress then finishes first.</summary>
     public Task RunAsync(CancellationToken stop, CancellationToken abort) =>

@@ -29,7 +29,8 @@ internal static class ChaosCommand
         var maxSessions = new Option<int?>("--max-sessions")
         {
             HelpName = "N",
-            Description = "Pass --max-sessions N to every server (a small duplicate table: sessions are evicted while clients retry). Default: not passed.",
+            Description = "Pass --max-sessions N to every server: a small duplicate table, so sessions are evicted while clients retry.",
+            DefaultValueFactory = _ => ChaosOptions.DefaultMaxSessions,
         };
         maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--max-sessions must be at least 1"); });
         var backupTimeout = new Option<TimeSpan?>("--backup-timeout")
