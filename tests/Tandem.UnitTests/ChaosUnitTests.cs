@@ -37,8 +37,6 @@ public class ChaosUnitTests
         Assert.StartsWith("corrupt:", BigValue.Decode("no token here"u8));
     }
 
-    private sealed class TandemSessionExpiredException(string message) : Exception(message);
-
     [Fact]
     public void SessionExpired_IsRecognizedByTypeOrErrorCode_NotForOtherErrors()
     {
