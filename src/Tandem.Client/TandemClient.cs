@@ -23,6 +23,8 @@ public sealed class TandemClient : IAsyncDisposable
     private readonly Lock _viewLock = new();
     private Task<View>? _viewFetch;
     private string? _primary;
+    private View _lastView = View.Empty;
+    private bool _onAlternate;
     private readonly Lock _sessionLock = new();
     private Task<Session>? _session;
 
@@ -53,11 +55,17 @@ public sealed class TandemClient : IAsyncDisposable
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
     /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
-    public async Task PutAsync(string key, string value, CancellationToken cancellationToken = default)
+    public Task PutAsync(string key, string value, CancellationToken cancellationToken = default) =>
+        PutAsync(key, value, null, cancellationToken);
+
+    /// <summary>Sets <paramref name="key"/> as one attempt of <paramref name="request"/> (see <see cref="CreateRequest"/>).</summary>
+    /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed: retry with the same request.</exception>
+    /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    public async Task PutAsync(string key, string value, TandemRequest? request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
-        Expect(await ExecuteAsync([Commands.Set, key, value], exactlyOnce: true, cancellationToken), RespKind.SimpleString);
+        Expect(await ExecuteAsync([Commands.Set, key, value], exactlyOnce: true, cancellationToken, request), RespKind.SimpleString);
     }
 
     /// <summary>
@@ -67,11 +75,17 @@ public sealed class TandemClient : IAsyncDisposable
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
     /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
-    public async Task<string> PutHashAsync(string key, string value, CancellationToken cancellationToken = default)
+    public Task<string> PutHashAsync(string key, string value, CancellationToken cancellationToken = default) =>
+        PutHashAsync(key, value, null, cancellationToken);
+
+    /// <summary>PutHash as one attempt of <paramref name="request"/> (see <see cref="CreateRequest"/>).</summary>
+    /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed: retry with the same request.</exception>
+    /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    public async Task<string> PutHashAsync(string key, string value, TandemRequest? request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
-        RespValue reply = await ExecuteAsync([Commands.PutHash, key, value], exactlyOnce: true, cancellationToken);
+        RespValue reply = await ExecuteAsync([Commands.PutHash, key, value], exactlyOnce: true, cancellationToken, request);
         return Expect(reply, RespKind.BulkString).Text;
     }
 
@@ -79,11 +93,17 @@ public sealed class TandemClient : IAsyncDisposable
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
     /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
-    public async Task<long> AppendAsync(string key, string value, CancellationToken cancellationToken = default)
+    public Task<long> AppendAsync(string key, string value, CancellationToken cancellationToken = default) =>
+        AppendAsync(key, value, null, cancellationToken);
+
+    /// <summary>Append as one attempt of <paramref name="request"/> (see <see cref="CreateRequest"/>).</summary>
+    /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed: retry with the same request.</exception>
+    /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    public async Task<long> AppendAsync(string key, string value, TandemRequest? request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
-        RespValue reply = await ExecuteAsync([Commands.Append, key, value], exactlyOnce: true, cancellationToken);
+        RespValue reply = await ExecuteAsync([Commands.Append, key, value], exactlyOnce: true, cancellationToken, request);
         return Expect(reply, RespKind.Integer).Integer;
     }
 
@@ -91,10 +111,16 @@ public sealed class TandemClient : IAsyncDisposable
     /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed.</exception>
     /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
     /// <exception cref="TandemSessionExpiredException">The servers forgot this client while the write was being retried: its outcome is unknown.</exception>
-    public async Task<bool> DeleteAsync(string key, CancellationToken cancellationToken = default)
+    public Task<bool> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+        DeleteAsync(key, null, cancellationToken);
+
+    /// <summary>Delete as one attempt of <paramref name="request"/> (see <see cref="CreateRequest"/>).</summary>
+    /// <exception cref="TimeoutException"><see cref="TandemClientOptions.OperationTimeout"/> passed: retry with the same request.</exception>
+    /// <exception cref="TandemException">The request was refused and retrying cannot help.</exception>
+    public async Task<bool> DeleteAsync(string key, TandemRequest? request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        RespValue reply = await ExecuteAsync([Commands.Del, key], exactlyOnce: true, cancellationToken);
+        RespValue reply = await ExecuteAsync([Commands.Del, key], exactlyOnce: true, cancellationToken, request);
         return Expect(reply, RespKind.Integer).Integer != 0;
     }
 
@@ -112,19 +138,36 @@ public sealed class TandemClient : IAsyncDisposable
         RetryAsync(async token => Expect(await AskCoordinatorAsync(Commands.VsStatus, token), RespKind.BulkString).Text,
             cancellationToken);
 
-    private async Task<RespValue> ExecuteAsync(string[] command, bool exactlyOnce, CancellationToken cancellationToken)
+    /// <summary>
+    /// A write the caller may retry across its own timeouts and cancellations with the same client id and request
+    /// number, so that it still takes effect at most once, and exactly once if retried until it succeeds. Pass it
+    /// to <see cref="PutAsync(string, string, TandemRequest?, CancellationToken)"/> (or PutHash, Append, Delete)
+    /// with the same arguments every time; a call that throws <see cref="TimeoutException"/> or
+    /// <see cref="OperationCanceledException"/> leaves it open for the next try. Dispose it once done with: an
+    /// open request holds back the client's acknowledged-through mark.
+    /// </summary>
+    public TandemRequest CreateRequest() => new();
+
+    private async Task<RespValue> ExecuteAsync(string[] command, bool exactlyOnce, CancellationToken cancellationToken, TandemRequest? request = null)
     {
         byte[][] args = Array.ConvertAll(command, Encoding.UTF8.GetBytes);
         if (!exactlyOnce) return await RetryAsync(token => SendToPrimaryAsync(args, null, token), cancellationToken);
-        var write = new PendingWrite();
+        PendingWrite write = request is null ? new PendingWrite() : request.Enter(args);
+        bool keepOpen = false;
         try
         {
             return await RetryAsync(token => SendWriteAsync(args, write, token), cancellationToken);
         }
+        catch (Exception e) when (request is not null && e is TimeoutException or OperationCanceledException)
+        {
+            keepOpen = true; // the caller may try this very request again
+            throw;
+        }
         finally
         {
             // Given up or answered: either way this number is never sent again, so the server may drop its reply.
-            write.Finish();
+            if (!keepOpen) write.Finish();
+            request?.Leave(finished: !keepOpen);
         }
     }
 
@@ -182,26 +225,68 @@ public sealed class TandemClient : IAsyncDisposable
     private async Task<RespValue> SendToPrimaryAsync(byte[][] args, PendingWrite? write, CancellationToken token)
     {
         string primary = Volatile.Read(ref _primary) ?? await FindPrimaryAsync(token);
+        RespClientConnection? connection = null;
+        long sentAt = 0;
+        RespValue reply;
         try
         {
-            RespClientConnection connection = await ConnectAsync(primary, token);
+            connection = await ConnectAsync(primary, token);
             byte[][] frame = write is null ? args : write.Frame(args);
             bool mayHaveApplied = write?.MayHaveApplied ?? false;
             if (write is not null) write.MayHaveApplied = true; // from here the request may reach the server
-            RespValue reply = await connection.SendAsync(frame, token);
-            if (!reply.IsError) return reply;
+            sentAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            reply = await connection.SendAsync(frame, token);
+            if (!reply.IsError)
+            {
+                Volatile.Write(ref _onAlternate, false);
+                return reply;
+            }
             // These replies promise that this attempt was not applied.
             if (write is not null && reply.ErrorCode is ErrorCodes.NotPrimary or ErrorCodes.NoSession or ErrorCodes.Err)
                 write.MayHaveApplied = mayHaveApplied;
-            if (!ErrorCodes.IsRetryable(reply.ErrorCode)) throw new TandemException(reply.ErrorCode, reply.Text);
-            throw new RetryableException($"waiting for primary {primary}: it answered {reply.Text}");
         }
         catch (Exception e) when (e is not TandemException)
         {
-            Interlocked.CompareExchange(ref _primary, null, primary);
-            if (e is RetryableException || !IsTransient(e)) throw;
+            // No reply within the attempt: the flow may be dead, and a retry must not queue behind it.
+            // (A caller's own cancellation leaves the shared connection alone.)
+            if (sentAt != 0 && e is OperationCanceledException && System.Diagnostics.Stopwatch.GetElapsedTime(sentAt) >= Options.AttemptTimeout * 0.9)
+                connection?.Abort("no reply within the attempt timeout");
+            Redirect(primary, Volatile.Read(ref _onAlternate) ? null : Alternate(primary));
+            if (!IsTransient(e)) throw;
             throw new RetryableException($"waiting for primary {primary}: {Describe(e, token)}", e);
         }
+        if (!ErrorCodes.IsRetryable(reply.ErrorCode)) throw new TandemException(reply.ErrorCode, reply.Text);
+        // TRYAGAIN comes from the serving primary itself: stay with it. NOTPRIMARY names the primary when the
+        // server knows it, so the coordinator is asked only when no known server serves.
+        if (reply.ErrorCode == ErrorCodes.NotPrimary) Redirect(primary, PrimaryNamedIn(reply.Text));
+        throw new RetryableException($"waiting for primary {primary}: it answered {reply.Text}");
+    }
+
+    /// <summary>Moves the cached primary from <paramref name="from"/> to <paramref name="to"/> (null: ask the coordinator).</summary>
+    private void Redirect(string from, string? to)
+    {
+        if (to == from) to = null;
+        // After one redirect that fails too, the coordinator is asked (no endless hopping between known servers).
+        if (Interlocked.CompareExchange(ref _primary, to, from) == from) Volatile.Write(ref _onAlternate, to is not null);
+    }
+
+    /// <summary>The other server of the last known view: the one to try when the primary does not answer.</summary>
+    private string? Alternate(string failed)
+    {
+        View view;
+        lock (_viewLock) view = _lastView;
+        string other = failed == view.Primary ? view.Backup : view.Primary;
+        return other == "" ? null : other;
+    }
+
+    /// <summary>The primary a <c>NOTPRIMARY</c> reply names (<c>...; primary: HOST:PORT</c>), or null when unknown.</summary>
+    private static string? PrimaryNamedIn(string? error)
+    {
+        const string Marker = "; primary: ";
+        int at = error?.LastIndexOf(Marker, StringComparison.Ordinal) ?? -1;
+        if (at < 0) return null;
+        string named = error![(at + Marker.Length)..].Trim();
+        return named is "" or "unknown" || named.Contains(' ', StringComparison.Ordinal) ? null : named;
     }
 
     private async Task<string> FindPrimaryAsync(CancellationToken token)
@@ -213,8 +298,20 @@ public sealed class TandemClient : IAsyncDisposable
             if (_viewFetch is not { IsCompleted: false }) _viewFetch = Observed(FetchViewAsync());
             fetch = _viewFetch;
         }
-        View view = await fetch.WaitAsync(token);
+        View view;
+        try
+        {
+            view = await fetch.WaitAsync(token);
+        }
+        catch (RetryableException) when (Alternate("") is { } known)
+        {
+            // The coordinator does not answer: keep trying the servers of the last view it gave.
+            Volatile.Write(ref _primary, known);
+            return known;
+        }
         if (view.Primary == "") throw new RetryableException($"waiting for a primary (coordinator {Options.Coordinator})");
+        lock (_viewLock) _lastView = view;
+        Volatile.Write(ref _onAlternate, false);
         Volatile.Write(ref _primary, view.Primary);
         return view.Primary;
     }
@@ -353,14 +450,14 @@ public sealed class TandemClient : IAsyncDisposable
     }
 
     /// <summary>A client id the servers issued, and the numbering of the requests sent under it.</summary>
-    private sealed class Session(long id)
+    internal sealed class Session(long id)
     {
         public long Id { get; } = id;
         public RequestWindow Window { get; } = new();
     }
 
     /// <summary>One exactly-once write across its attempts. Used by one call at a time (attempts are sequential).</summary>
-    private sealed class PendingWrite
+    internal sealed class PendingWrite
     {
         public Session? Session { get; private set; }
         public long Seq { get; private set; }
@@ -391,8 +488,61 @@ public sealed class TandemClient : IAsyncDisposable
             Session?.Window.Complete(Seq);
             Session = null;
         }
+
+        /// <summary>Whether a session has been taken (the request number is fixed from then on).</summary>
+        public bool Started => Session is not null;
     }
 
     /// <summary>A failure worth retrying; its message says what the call was waiting for, for the timeout message.</summary>
     private sealed class RetryableException(string message, Exception? inner = null) : Exception(message, inner);
+}
+
+/// <summary>
+/// One exactly-once write that its caller retries itself (see <see cref="TandemClient.CreateRequest"/>): every
+/// call made with it reuses the same client id and request number. Not for concurrent calls.
+/// </summary>
+public sealed class TandemRequest : IDisposable
+{
+    private readonly TandemClient.PendingWrite _write = new();
+    private byte[][]? _args;
+    private int _busy;
+    private bool _done;
+
+    internal TandemRequest()
+    {
+    }
+
+    /// <summary>True once a call made with this request succeeded or failed for good: it cannot be sent again.</summary>
+    public bool IsCompleted => Volatile.Read(ref _done);
+
+    internal TandemClient.PendingWrite Enter(byte[][] args)
+    {
+        if (Interlocked.Exchange(ref _busy, 1) == 1) throw new InvalidOperationException("this request is already being sent");
+        if (_done || (_args is not null && !SameArgs(_args, args)))
+        {
+            Volatile.Write(ref _busy, 0);
+            throw _done
+                ? new InvalidOperationException("this request has completed; create a new one")
+                : new ArgumentException("a request must be retried with the same command and arguments");
+        }
+        _args = args;
+        return _write;
+    }
+
+    internal void Leave(bool finished)
+    {
+        if (finished) Volatile.Write(ref _done, true);
+        Volatile.Write(ref _busy, 0);
+    }
+
+    /// <summary>Gives the request up: the servers may forget its reply.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _busy, 1) == 1) return; // a call in progress finishes it
+        _write.Finish();
+        Volatile.Write(ref _done, true);
+    }
+
+    private static bool SameArgs(byte[][] a, byte[][] b) =>
+        a.Length == b.Length && a.Zip(b).All(p => p.First.AsSpan().SequenceEqual(p.Second));
 }

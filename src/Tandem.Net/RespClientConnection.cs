@@ -23,7 +23,13 @@ public sealed class RespClientConnection : IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private Exception? _failure;
 
-    private readonly record struct Outgoing(byte[] Frame, TaskCompletionSource<RespValue> Reply);
+    private readonly record struct Outgoing(byte[] Frame, TaskCompletionSource<RespValue> Reply, CancellationToken Token);
+
+    /// <summary>
+    /// TCP keepalive on every connection: a flow that goes silent (peer host gone, state dropped by a middlebox)
+    /// is detected within about 5 + 3 x 1 s, not the kernel's default of hours.
+    /// </summary>
+    private const int KeepAliveIdleSeconds = 5, KeepAliveIntervalSeconds = 1, KeepAliveProbes = 3;
 
     private RespClientConnection(Socket socket, string address, RespLimits limits)
     {
@@ -51,6 +57,7 @@ public sealed class RespClientConnection : IAsyncDisposable
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            EnableKeepAlive(socket);
             await socket.ConnectAsync(endPoint, cancellationToken);
         }
         catch
@@ -60,6 +67,27 @@ public sealed class RespClientConnection : IAsyncDisposable
         }
         return new RespClientConnection(socket, address, limits ?? RespLimits.Default);
     }
+
+    private static void EnableKeepAlive(Socket socket)
+    {
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, KeepAliveIdleSeconds);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, KeepAliveIntervalSeconds);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, KeepAliveProbes);
+        }
+        catch (SocketException)
+        {
+            // A platform without per-socket keepalive timing keeps the system's.
+        }
+    }
+
+    /// <summary>
+    /// Marks the connection broken (a reply did not come in time: the flow may be dead): every waiting call
+    /// fails, nothing queued is sent, and the next caller makes a new connection.
+    /// </summary>
+    public void Abort(string reason) => Fail(new IOException($"connection to {Address} abandoned: {reason}"));
 
     /// <summary>Parses <c>HOST:PORT</c> (an IP literal or a host name).</summary>
     public static EndPoint ParseEndPoint(string address)
@@ -91,7 +119,7 @@ public sealed class RespClientConnection : IAsyncDisposable
     public Task<RespValue> SendFrameAsync(byte[] frame, CancellationToken cancellationToken)
     {
         var reply = new TaskCompletionSource<RespValue>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (_failure is not null || !_outgoing.Writer.TryWrite(new Outgoing(frame, reply)))
+        if (_failure is not null || !_outgoing.Writer.TryWrite(new Outgoing(frame, reply, cancellationToken)))
             reply.TrySetException(new IOException($"connection to {Address} is closed", _failure));
         return cancellationToken.CanBeCanceled ? reply.Task.WaitAsync(cancellationToken) : reply.Task;
     }
@@ -107,6 +135,8 @@ public sealed class RespClientConnection : IAsyncDisposable
                     while (_outgoing.Reader.TryRead(out Outgoing item))
                     {
                         if (_failure is not null) { item.Reply.TrySetException(new IOException("connection closed", _failure)); continue; }
+                        // A call cancelled before its frame went out is not sent at all.
+                        if (item.Token.IsCancellationRequested) { item.Reply.TrySetCanceled(item.Token); continue; }
                         _waiting.Enqueue(item.Reply);
                         _writer.Write(item.Frame);
                     }

@@ -155,7 +155,7 @@ public class ClientRetryTests
 
         Assert.Equal("", await client.GetAsync("a", TestContext.Current.CancellationToken));
         int asked = cluster.Coordinator.ViewRequests;
-        Assert.Equal(2, asked);
+        Assert.Equal(1, asked); // TRYAGAIN came from the serving primary: no reason to ask who is primary
         Assert.Equal("", await client.GetAsync("b", TestContext.Current.CancellationToken));
         Assert.Equal(asked, cluster.Coordinator.ViewRequests);
     }
@@ -289,6 +289,79 @@ public class ClientRetryTests
     }
 
     [Fact]
+    public async Task HungServer_AttemptTimeout_AbandonsTheConnection_SoNoCopyQueuesBehindIt()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.HangFirst = true;
+        await using var client = cluster.CreateClient(attemptTimeout: TimeSpan.FromMilliseconds(200));
+
+        Assert.Equal("old:k", await client.PutHashAsync("k", "v", TestContext.Current.CancellationToken));
+        Assert.Equal(2, cluster.Server.Received.Count); // the hung copy and one retry, on a new connection
+        Assert.Equal(2, cluster.Server.Connections);
+    }
+
+    [Fact]
+    public async Task TryAgain_FromThePrimary_KeepsIt_WhileTheCoordinatorIsDown()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient(operationTimeout: TimeSpan.FromSeconds(5));
+        Assert.Equal("", await client.GetAsync("a", TestContext.Current.CancellationToken));
+
+        cluster.Coordinator.Down = true;
+        cluster.Server.Script.Enqueue(RespValue.Error("TRYAGAIN the backup did not confirm within 2000 ms"));
+        Assert.Equal("", await client.GetAsync("b", TestContext.Current.CancellationToken));
+        Assert.Equal(1, cluster.Coordinator.ViewRequests);
+    }
+
+    [Fact]
+    public async Task LostConnection_ToThePrimary_WhileTheCoordinatorIsDown_RetriesTheLastKnownPrimary()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient(operationTimeout: TimeSpan.FromSeconds(5));
+        Assert.Equal("", await client.GetAsync("a", TestContext.Current.CancellationToken));
+
+        cluster.Coordinator.Down = true;
+        cluster.Server.Script.Enqueue(null); // the connection breaks without a reply
+        Assert.Equal("old:k", await client.PutHashAsync("k", "v", TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task NotPrimary_NamingThePrimary_IsFollowed_WithoutTheCoordinator()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        var other = new FakeServer();
+        await using RespHost otherHost = await RespHost.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), other, cancellationToken: TestContext.Current.CancellationToken);
+        other.Address = $"127.0.0.1:{otherHost.EndPoint.Port}";
+        await using var client = cluster.CreateClient(operationTimeout: TimeSpan.FromSeconds(5));
+        Assert.Equal("", await client.GetAsync("a", TestContext.Current.CancellationToken));
+
+        cluster.Coordinator.Down = true;
+        cluster.Server.Script.Enqueue(RespValue.Error($"NOTPRIMARY {cluster.Server.Address} is the backup in view 3; primary: {other.Address}"));
+        Assert.Equal("", await client.GetAsync("b", TestContext.Current.CancellationToken));
+        Assert.Equal(["GET", "b"], other.Received.Single());
+    }
+
+    [Fact]
+    public async Task CallerOwnedRequest_RetriedAfterATimeout_KeepsItsIdAndNumber()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.HangFirst = true; // the first attempt is answered after 1 s, too late for this call
+        await using var client = cluster.CreateClient(operationTimeout: TimeSpan.FromMilliseconds(300), attemptTimeout: TimeSpan.FromMilliseconds(250));
+        using TandemRequest request = client.CreateRequest();
+
+        await Assert.ThrowsAsync<TimeoutException>(() => client.AppendAsync("k", "x", request, TestContext.Current.CancellationToken));
+        Assert.False(request.IsCompleted);
+        await Assert.ThrowsAsync<ArgumentException>(() => client.AppendAsync("k", "other", request, TestContext.Current.CancellationToken));
+        Assert.Equal(7, await client.AppendAsync("k", "x", request, TestContext.Current.CancellationToken));
+        Assert.True(request.IsCompleted);
+
+        string[][] writes = cluster.Server.Received.Where(c => c[0] == "XREQ").ToArray();
+        Assert.True(writes.Length >= 2);
+        Assert.All(writes, w => Assert.Equal(["XREQ", client.ClientId.ToString(), "1", "0", "APPEND", "k", "x"], w));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => client.AppendAsync("k", "x", request, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task ConcurrentCalls_ShareOneConnection_AndAllSucceed()
     {
         await using var cluster = await FakeCluster.StartAsync();
@@ -353,10 +426,13 @@ public class ClientRetryTests
 
         public string Address { get; set; } = "";
         public volatile bool NoPrimary;
+        /// <summary>When set, every request is dropped unanswered (the connection closes): a coordinator that is down.</summary>
+        public volatile bool Down;
         public int ViewRequests => Volatile.Read(ref _viewRequests);
 
         protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
         {
+            if (Down) return new((RespValue?)null);
             if (command.Name != Commands.VsView) return new(RespValue.Error("ERR unknown command"));
             Interlocked.Increment(ref _viewRequests);
             return new((NoPrimary ? new View(0, "", "") : new View(1, primary, "")).ToResp(acked: true, lastAcked: 0));
