@@ -30,6 +30,20 @@ public class ViewServiceTests
             for (int i = 0; i < intervals; i++) Clock.Advance(P);
         }
 
+        /// <summary>For <paramref name="intervals"/> intervals, each of <paramref name="pings"/> pings once, then one interval passes.</summary>
+        public void Rounds(int intervals, params (string Server, long View)[] pings) =>
+            Rounds(intervals, pings.Select(p => (p.Server, p.View, -1L)).ToArray());
+
+        /// <summary>As the other overload, each ping also saying which view's state the server holds.</summary>
+        public void Rounds(int intervals, params (string Server, long View, long Held)[] pings)
+        {
+            for (int i = 0; i < intervals; i++)
+            {
+                foreach ((string server, long view, long held) in pings) Vs.Ping(server, view, held, out _);
+                Sleep();
+            }
+        }
+
         /// <summary>Makes a primary-only view 1 acked by <paramref name="primary"/>.</summary>
         public void StartCluster(string primary)
         {
@@ -506,19 +520,9 @@ public class ViewServiceTests
         StartPair(h);
         vs.Ping("c:3", 0);
         // b dies; view 3 names c, which dies during its transfer (a never acks 3) while d is idle.
-        for (int i = 0; i <= D; i++)
-        {
-            vs.Ping("a:1", 2);
-            vs.Ping("c:3", 0);
-            h.Sleep();
-        }
+        h.Rounds(D + 1, ("a:1", 2), ("c:3", 0));
         Check(vs, "a:1", "c:3", 3);
-        for (int i = 0; i <= D; i++)
-        {
-            vs.Ping("a:1", 2);
-            vs.Ping("d:4", 0);
-            h.Sleep();
-        }
+        h.Rounds(D + 1, ("a:1", 2), ("d:4", 0));
         Check(vs, "a:1", "d:4", 4);
         Assert.False(vs.PrimaryAcked);
     }
@@ -530,20 +534,11 @@ public class ViewServiceTests
         ViewService vs = h.Vs;
         StartPair(h);
         vs.Ping("c:3", 0);
-        for (int i = 0; i <= D; i++) // a dies: b is promoted, c is its new backup
-        {
-            vs.Ping("b:2", 2);
-            vs.Ping("c:3", 0);
-            h.Sleep();
-        }
+        // a dies: b is promoted, c is its new backup
+        h.Rounds(D + 1, ("b:2", 2), ("c:3", 0));
         Check(vs, "b:2", "c:3", 3);
         // b restarts before it acks view 3: nobody holds everything for sure, so the view waits.
-        for (int i = 0; i < D * 3; i++)
-        {
-            vs.Ping("b:2", 0);
-            vs.Ping("c:3", 3);
-            h.Sleep();
-        }
+        h.Rounds(D * 3, ("b:2", 0), ("c:3", 3));
         Check(vs, "b:2", "c:3", 3);
     }
 
@@ -560,12 +555,7 @@ public class ViewServiceTests
         Check(vs, "a:1", "", 3); // no other idle server: none is better than one the primary cannot reach
 
         int cooldown = (int)(vs.Options.UnreachableCooldown / P);
-        for (int i = 0; i < cooldown - 5; i++)
-        {
-            vs.Ping("a:1", 3);
-            vs.Ping("b:2", 2);
-            h.Sleep();
-        }
+        h.Rounds(cooldown - 5, ("a:1", 3), ("b:2", 2));
         Check(vs, "a:1", "", 3);
 
         vs.Ping("c:3", 0); // another idle server is taken at once
@@ -628,12 +618,7 @@ public class ViewServiceTests
         Check(vs, "a:1", "c:3", 3);
 
         // a dies before it acks view 3; b, which a could not reach, still holds view 2 and every acked write.
-        for (int i = 0; i <= D; i++)
-        {
-            vs.Ping("b:2", 2, 2, out _);
-            vs.Ping("c:3", 3, 0, out _);
-            h.Sleep();
-        }
+        h.Rounds(D + 1, ("b:2", 2, 2), ("c:3", 3, 0));
         Check(vs, "b:2", "c:3", 4);
         Assert.Equal(2, vs.GetStatus().LastAcked!.Value.Number);
     }
@@ -644,19 +629,11 @@ public class ViewServiceTests
         using var h = new Harness();
         ViewService vs = h.Vs;
         StartHeldPair(h);
-        for (int i = 0; i <= D; i++) // a falls silent (paused): b is promoted, c is its new backup
-        {
-            vs.Ping("b:2", 2, 2, out _);
-            vs.Ping("c:3", 0, 0, out _);
-            h.Sleep();
-        }
+        // a falls silent (paused): b is promoted, c is its new backup
+        h.Rounds(D + 1, ("b:2", 2, 2), ("c:3", 0, 0));
         Check(vs, "b:2", "c:3", 3);
-        for (int i = 0; i <= D; i++) // b dies before it acks view 3; a comes back, still holding view 2
-        {
-            vs.Ping("a:1", 2, 2, out _);
-            vs.Ping("c:3", 3, 0, out _);
-            h.Sleep();
-        }
+        // b dies before it acks view 3; a comes back, still holding view 2
+        h.Rounds(D + 1, ("a:1", 2, 2), ("c:3", 3, 0));
         Check(vs, "a:1", "c:3", 4);
     }
 
@@ -670,12 +647,7 @@ public class ViewServiceTests
         Assert.True(vs.ReportUnreachableBackup("a:1", 2, "b:2"));
         h.Sleep();
         Check(vs, "a:1", "c:3", 3);
-        for (int i = 0; i < D * 3; i++)
-        {
-            vs.Ping("b:2", 0, 0, out _); // b restarted: it holds nothing
-            vs.Ping("c:3", 3, 0, out _);
-            h.Sleep();
-        }
+        h.Rounds(D * 3, ("b:2", 0, 0), ("c:3", 3, 0));
         Check(vs, "a:1", "c:3", 3);
     }
 
@@ -690,11 +662,7 @@ public class ViewServiceTests
         Check(vs, "a:1", "", 3);
         vs.Ping("a:1", 3, 2, out bool acked); // a commits alone from here: b misses those writes
         Assert.True(acked);
-        for (int i = 0; i < D * 3; i++)
-        {
-            vs.Ping("b:2", 2, 2, out _);
-            h.Sleep();
-        }
+        h.Rounds(D * 3, ("b:2", 2, 2));
         Check(vs, "a:1", "", 3);
     }
 }
