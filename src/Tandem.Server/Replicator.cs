@@ -229,9 +229,12 @@ internal sealed class Replicator
                 await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, bytes, reads), ct);
             }
         }
-        catch (OperationCanceledException) when (acks.IsFaulted)
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested)
         {
-            await acks; // the acknowledgement loop's failure is the real cause
+            // The acknowledgement loop cancelled this attempt (it may still be unwinding): its failure, a
+            // timeout for instance, is the real cause, and decides whether the backup is reported.
+            await acks;
+            throw;
         }
         finally
         {
