@@ -256,10 +256,29 @@ public sealed class TandemClient : IAsyncDisposable
             throw new RetryableException($"waiting for primary {primary}: {Describe(e, token)}", e);
         }
         if (!ErrorCodes.IsRetryable(reply.ErrorCode)) throw new TandemException(reply.ErrorCode, reply.Text);
-        // TRYAGAIN comes from the serving primary itself: stay with it. NOTPRIMARY names the primary when the
-        // server knows it, so the coordinator is asked only when no known server serves.
-        if (reply.ErrorCode == ErrorCodes.NotPrimary) Redirect(primary, PrimaryNamedIn(reply.Text));
+        // TRYAGAIN comes from a server that takes itself for the primary: stay with it, and ask the coordinator
+        // on the side in case it was deposed without knowing (a silent coordinator changes nothing). NOTPRIMARY
+        // names the primary when the server knows it.
+        if (reply.ErrorCode == ErrorCodes.TryAgain) RefreshPrimary(primary);
+        else if (reply.ErrorCode == ErrorCodes.NotPrimary) Redirect(primary, PrimaryNamedIn(reply.Text));
         throw new RetryableException($"waiting for primary {primary}: it answered {reply.Text}");
+    }
+
+    /// <summary>Asks the coordinator without waiting; if it names another primary than <paramref name="current"/>, moves there.</summary>
+    private void RefreshPrimary(string current)
+    {
+        Task<View> fetch;
+        lock (_viewLock)
+        {
+            if (_viewFetch is not { IsCompleted: false }) _viewFetch = Observed(FetchViewAsync());
+            fetch = _viewFetch;
+        }
+        fetch.ContinueWith(t =>
+        {
+            if (!t.IsCompletedSuccessfully || t.Result.Primary == "" || t.Result.Primary == current) return;
+            lock (_viewLock) _lastView = t.Result;
+            Redirect(current, t.Result.Primary);
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
     }
 
     /// <summary>Moves the cached primary from <paramref name="from"/> to <paramref name="to"/> (null: ask the coordinator).</summary>
