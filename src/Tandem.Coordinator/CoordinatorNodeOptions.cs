@@ -24,10 +24,11 @@ public sealed record CoordinatorNodeOptions
     }
 
     /// <summary>
-    /// The largest command accepted, framing included: 64 KiB (coordinator commands are a few addresses and
-    /// numbers). A longer one is cut with <c>-ERR Protocol error</c>.
+    /// The largest command accepted, framing included: as on a server with default limits, twice the largest bulk
+    /// string (<see cref="Tandem.Protocol.RespLimits.Default"/>) plus 1 MiB, 33 MiB. A longer one is cut with
+    /// <c>-ERR Protocol error</c>.
     /// </summary>
-    public const long MaxFrameBytes = 64 * 1024;
+    public static long MaxFrameBytes => 2L * Tandem.Protocol.RespLimits.Default.MaxBulkLength + 1024 * 1024;
 
     /// <summary>
     /// The memory budget of all connections together (input held beyond 64 KiB per connection). Default 2 GiB,
