@@ -18,11 +18,14 @@ public enum Delivery
 }
 
 /// <summary>
-/// The read loop every Tandem node uses: read from the pipe, parse every complete command in the buffer,
-/// start each one in order, then write all their replies in order and flush once. Commands of one read
-/// therefore share one flush (and, on a primary, one forwarded batch).
+/// The read loop every Tandem node uses: read from the pipe, parse the complete commands in the buffer (at most
+/// <see cref="MaxBatchCommands"/>), start each one in order, then write their replies in order and flush.
+/// Commands of one read therefore share one flush (and, on a primary, one forwarded batch).
 /// </summary>
 /// <remarks>
+/// Memory is bounded per connection (<see cref="MaxFrameBytes"/> of input plus the transport's read buffer,
+/// about <see cref="OutputChunkBytes"/> of output plus the transport's send buffer) and for all connections
+/// together (<see cref="MaxBufferedBytes"/>); docs/security.md gives the figures.
 /// Two clocks bound how long a client may hold a connection without making progress (see
 /// <see cref="FrameTimeout"/> and <see cref="IdleTimeout"/>). Both count only time spent waiting for the
 /// client's bytes, never time the node spends running commands or waiting for the client to take its replies.

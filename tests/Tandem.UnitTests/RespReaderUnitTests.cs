@@ -107,6 +107,45 @@ public class RespReaderUnitTests
         Assert.Equal("-ERR a  b\r\n", Encoding.ASCII.GetString(writer.WrittenSpan));
     }
 
+    [Theory]
+    [InlineData("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n")]
+    [InlineData("*2\r\n$4\r\nECHO\r\n$0\r\n\r\n")]
+    [InlineData("SET  a   b\r\n")]
+    [InlineData("*2\r\n$3\r\nGET\r\n$abc\r\n")]
+    [InlineData("*2\r\n$3\r\nGET\r\n:5\r\n")]
+    [InlineData("*1\r\n$3\r\nabcXY")]
+    public void TryReadCommand_WithScanState_ByteByByte_SameOutcomeAsWhole(string frame)
+    {
+        byte[] all = Encoding.ASCII.GetBytes(frame);
+        string Outcome(Func<ReadOnlySequence<byte>, (bool Ok, RespCommand? Cmd, long Left)> read, byte[] bytes)
+        {
+            try
+            {
+                (bool ok, RespCommand? cmd, long left) = read(new ReadOnlySequence<byte>(bytes));
+                return ok ? $"{cmd} ({left} left)" : "incomplete";
+            }
+            catch (RespProtocolException e)
+            {
+                return "error: " + e.Message;
+            }
+        }
+
+        string whole = Outcome(b =>
+        {
+            bool ok = RespReader.TryReadCommand(ref b, RespLimits.Default, out RespCommand? c);
+            return (ok, c, b.Length);
+        }, all);
+        var state = new RespScanState();
+        string last = "incomplete";
+        for (int n = 1; n <= all.Length && last == "incomplete"; n++)
+            last = Outcome(b =>
+            {
+                bool ok = RespReader.TryReadCommand(ref b, RespLimits.Default, ref state, out RespCommand? c);
+                return (ok, c, b.Length);
+            }, all[..n]);
+        Assert.Equal(whole, last);
+    }
+
     [Fact]
     public async Task TryReadCommand_WithScanState_ResumesAPendingArray_LinearInTheInput()
     {
