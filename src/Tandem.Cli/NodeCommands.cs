@@ -26,7 +26,10 @@ internal static class NodeCommands
         };
         deadPings.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--dead-pings must be at least 1"); });
 
-        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings };
+        Option<int> maxConnections = MaxConnections("servers and clients");
+        Option<long> maxBuffered = MaxBufferedBytes();
+
+        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings, maxConnections, maxBuffered };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -37,6 +40,8 @@ internal static class NodeCommands
                 {
                     Listen = parse.GetValue(listen)!,
                     ViewService = new ViewServiceOptions { PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval), DeadPings = parse.GetValue(deadPings) },
+                    MaxConnections = parse.GetValue(maxConnections),
+                    MaxBufferedBytes = parse.GetValue(maxBuffered),
                     LoggerFactory = logging,
                 }, ct);
             }
@@ -50,6 +55,30 @@ internal static class NodeCommands
             return 0;
         });
         return command;
+    }
+
+    private static Option<long> MaxBufferedBytes()
+    {
+        var option = new Option<long>("--max-buffered-bytes")
+        {
+            HelpName = "N",
+            Description = "Memory budget of all connections together: most bytes of incomplete commands held at once (beyond 64 KiB each); a connection that would pass it is cut.",
+            DefaultValueFactory = _ => Tandem.Net.RespConnectionHandler.DefaultMaxBufferedBytes,
+        };
+        option.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-buffered-bytes must be at least 1"); });
+        return option;
+    }
+
+    private static Option<int> MaxConnections(string who)
+    {
+        var option = new Option<int>("--max-connections")
+        {
+            HelpName = "N",
+            Description = $"Most connections served at once ({who}).",
+            DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
+        };
+        option.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+        return option;
     }
 
     private static Command Server()
@@ -96,13 +125,8 @@ internal static class NodeCommands
 
         Option<TimeSpan?> frameTimeout = CliParsers.Duration("--frame-timeout", Tandem.Net.RespConnectionHandler.DefaultFrameTimeout,
             "Close a client whose command stays incomplete this long.");
-        var maxConnections = new Option<int>("--max-connections")
-        {
-            HelpName = "N",
-            Description = "Most connections served at once (clients and other servers).",
-            DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
-        };
-        maxConnections.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+        Option<int> maxConnections = MaxConnections("clients and other servers");
+        Option<long> maxBuffered = MaxBufferedBytes();
         var maxSessions = new Option<int>("--max-sessions")
         {
             HelpName = "N",
@@ -131,8 +155,8 @@ internal static class NodeCommands
 
         var command = new Command("server", "Run a key-value server.")
         {
-            listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections, backupTimeout, maxBacklog,
-            maxSessions, maxSessionBytes,
+            listen, coordinator, pingInterval, advertise, maxValue, maxKey, routes, frameTimeout, maxConnections, maxBuffered, backupTimeout,
+            maxBacklog, maxSessions, maxSessionBytes,
         };
 
         command.SetAction(async (parse, ct) =>
@@ -140,6 +164,9 @@ internal static class NodeCommands
             long room = (long)parse.GetValue(maxValue) + parse.GetValue(maxKey) + 64;
             if (parse.GetValue(maxBacklog) < room)
                 return Fail($"--max-backlog-bytes must leave room for the largest write: at least {room} (--max-value-bytes + --max-key-bytes + 64)");
+            long frame = (long)parse.GetValue(maxValue) + parse.GetValue(maxKey) + 1024 * 1024;
+            if (parse.GetValue(maxBuffered) < frame)
+                return Fail($"--max-buffered-bytes must hold the largest write: at least {frame} (--max-value-bytes + --max-key-bytes + 1 MiB)");
             using ILoggerFactory logging = ConsoleLogging();
             ServerNode node;
             try
@@ -155,6 +182,7 @@ internal static class NodeCommands
                     Routes = (parse.GetValue(routes) ?? []).Select(r => r.Split('=')).ToDictionary(p => p[0], p => p[1]),
                     FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
                     MaxConnections = parse.GetValue(maxConnections),
+                    MaxBufferedBytes = parse.GetValue(maxBuffered),
                     BackupTimeout = parse.GetDuration(backupTimeout, defaultBackupTimeout),
                     MaxBacklogBytes = parse.GetValue(maxBacklog),
                     Duplicates = new Tandem.Storage.DuplicateTableOptions

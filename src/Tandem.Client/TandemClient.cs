@@ -378,7 +378,7 @@ public sealed class TandemClient : IAsyncDisposable
         // Shared by every caller, so bounded by the client's own timeout rather than one caller's token.
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token);
         attempt.CancelAfter(Options.AttemptTimeout);
-        return await RespClientConnection.ConnectAsync(address, attempt.Token);
+        return await RespClientConnection.ConnectAsync(address, attempt.Token, Options.ReplyLimits);
     }
 
     /// <summary>Runs <paramref name="attempt"/> until it succeeds, backing off between tries, each bounded by the attempt timeout.</summary>

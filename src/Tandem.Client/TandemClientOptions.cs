@@ -1,4 +1,5 @@
 using Tandem.Net;
+using Tandem.Protocol;
 
 namespace Tandem.Client;
 
@@ -9,6 +10,10 @@ public sealed record TandemClientOptions
     private readonly TimeSpan _attemptTimeout = TimeSpan.FromSeconds(1);
     private readonly TimeSpan _maxBackoff = TimeSpan.FromMilliseconds(200);
     private readonly TimeSpan? _operationTimeout;
+    private readonly int _maxValueBytes = MaxServerValueBytes;
+
+    /// <summary>The largest value a server accepts (<c>tandem server --max-value-bytes</c> at most): 512 MiB.</summary>
+    public const int MaxServerValueBytes = 512 * 1024 * 1024;
 
     /// <summary>The coordinator, <c>HOST:PORT</c>. Default <c>127.0.0.1:7000</c>.</summary>
     public string Coordinator
@@ -55,4 +60,20 @@ public sealed record TandemClientOptions
         init => _operationTimeout = value is null || value > TimeSpan.Zero ? value
             : throw new ArgumentOutOfRangeException(nameof(OperationTimeout), value, "must be positive or null");
     }
+
+    /// <summary>
+    /// The largest value this client accepts in a reply, in bytes. A larger reply is a protocol error (the
+    /// connection is closed). Default <see cref="MaxServerValueBytes"/>, so that any value a server may hold can be
+    /// read; memory is taken only for values that actually arrive. Lower it to bound what a misbehaving server can
+    /// make the client allocate.
+    /// </summary>
+    public int MaxValueBytes
+    {
+        get => _maxValueBytes;
+        init => _maxValueBytes = value is >= 1 and <= MaxServerValueBytes ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxValueBytes), value, $"must be between 1 and {MaxServerValueBytes}");
+    }
+
+    /// <summary>Limits for reading replies: values up to <see cref="MaxValueBytes"/>, and room for error texts.</summary>
+    internal RespLimits ReplyLimits => new() { MaxBulkLength = Math.Max(MaxValueBytes, 1024 * 1024) };
 }

@@ -33,7 +33,12 @@ public sealed class CoordinatorNode : IAsyncDisposable
         var viewService = new ViewService(options.ViewService);
         ILogger log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Tandem.Coordinator");
         viewService.ViewChanged += view => log.LogInformation("new {View}", view);
-        RespHost host = await RespHost.StartAsync(options.Listen, new CoordinatorHandler(viewService), options.LoggerFactory, cancellationToken);
+        var handler = new CoordinatorHandler(viewService)
+        {
+            MaxFrameBytes = CoordinatorNodeOptions.MaxFrameBytes,
+            MaxBufferedBytes = options.MaxBufferedBytes,
+        };
+        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, options.MaxConnections);
         return new CoordinatorNode(viewService, host, viewService.Start());
     }
 

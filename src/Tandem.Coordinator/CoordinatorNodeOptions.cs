@@ -1,16 +1,44 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
+using Tandem.Net;
 
 namespace Tandem.Coordinator;
 
 /// <summary>Settings of a coordinator process.</summary>
 public sealed record CoordinatorNodeOptions
 {
+    private readonly int _maxConnections = RespHost.DefaultMaxConnections;
+    private readonly long _maxBufferedBytes = RespConnectionHandler.DefaultMaxBufferedBytes;
+
     /// <summary>Where to listen. Port 0 picks a free port.</summary>
     public required IPEndPoint Listen { get; init; }
 
     /// <summary>The view service settings.</summary>
     public ViewServiceOptions ViewService { get; init; } = new();
+
+    /// <summary>Most connections served at once (servers and clients together). Default 10,000.</summary>
+    public int MaxConnections
+    {
+        get => _maxConnections;
+        init => _maxConnections = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxConnections));
+    }
+
+    /// <summary>
+    /// The largest command accepted, framing included: as on a server with default limits, twice the largest bulk
+    /// string (<see cref="Tandem.Protocol.RespLimits.Default"/>) plus 1 MiB, 33 MiB. A longer one is cut with
+    /// <c>-ERR Protocol error</c>.
+    /// </summary>
+    public static long MaxFrameBytes => 2L * Tandem.Protocol.RespLimits.Default.MaxBulkLength + 1024 * 1024;
+
+    /// <summary>
+    /// The memory budget of all connections together (input held beyond 64 KiB per connection). Default 2 GiB,
+    /// as on a server; with <see cref="MaxFrameBytes"/> at 64 KiB no connection reaches it.
+    /// </summary>
+    public long MaxBufferedBytes
+    {
+        get => _maxBufferedBytes;
+        init => _maxBufferedBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxBufferedBytes));
+    }
 
     /// <summary>Where to log. Null logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }

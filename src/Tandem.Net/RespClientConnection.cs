@@ -18,6 +18,7 @@ public sealed class RespClientConnection : IAsyncDisposable
     private readonly PipeReader _reader;
     private readonly PipeWriter _writer;
     private readonly RespLimits _limits;
+    private readonly long _maxPendingBytes;
     private readonly Channel<Outgoing> _outgoing = Channel.CreateUnbounded<Outgoing>(new() { SingleReader = true });
     private readonly Queue<TaskCompletionSource<RespValue>> _waiting = new();
     private readonly CancellationTokenSource _closed = new();
@@ -36,6 +37,7 @@ public sealed class RespClientConnection : IAsyncDisposable
         _socket = socket;
         Address = address;
         _limits = limits;
+        _maxPendingBytes = 2L * limits.MaxBulkLength + 1024 * 1024;
         var stream = new NetworkStream(socket, ownsSocket: true);
         _reader = PipeReader.Create(stream);
         _writer = PipeWriter.Create(stream);
@@ -49,7 +51,11 @@ public sealed class RespClientConnection : IAsyncDisposable
     /// <summary>True once the connection has failed or been disposed; make a new one.</summary>
     public bool IsBroken => _closed.IsCancellationRequested;
 
-    /// <summary>Connects to <paramref name="address"/> (<c>HOST:PORT</c>).</summary>
+    /// <summary>
+    /// Connects to <paramref name="address"/> (<c>HOST:PORT</c>). Replies are read within <paramref name="limits"/>
+    /// (default <see cref="RespLimits.Default"/>); an incomplete reply longer than twice their largest bulk string
+    /// plus 1 MiB breaks the connection.
+    /// </summary>
     public static async Task<RespClientConnection> ConnectAsync(string address, CancellationToken cancellationToken,
         RespLimits? limits = null)
     {
@@ -166,6 +172,9 @@ public sealed class RespClientConnection : IAsyncDisposable
                     if (waiter is null) throw new RespProtocolException("reply without a request");
                     waiter.TrySetResult(value!);
                 }
+                // A peer is not trusted either: an incomplete reply may not grow past what the limits allow.
+                if (buffer.Length > _maxPendingBytes)
+                    throw new RespProtocolException($"reply longer than {_maxPendingBytes} bytes");
                 _reader.AdvanceTo(buffer.Start, buffer.End);
                 if (result.IsCompleted || result.IsCanceled) throw new IOException($"connection to {Address} closed by peer");
             }

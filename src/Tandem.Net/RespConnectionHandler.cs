@@ -18,11 +18,14 @@ public enum Delivery
 }
 
 /// <summary>
-/// The read loop every Tandem node uses: read from the pipe, parse every complete command in the buffer,
-/// start each one in order, then write all their replies in order and flush once. Commands of one read
-/// therefore share one flush (and, on a primary, one forwarded batch).
+/// The read loop every Tandem node uses: read from the pipe, parse the complete commands in the buffer (at most
+/// <see cref="MaxBatchCommands"/>), start each one in order, then write their replies in order and flush.
+/// Commands of one read therefore share one flush (and, on a primary, one forwarded batch).
 /// </summary>
 /// <remarks>
+/// Memory is bounded per connection (<see cref="MaxFrameBytes"/> of input plus the transport's read buffer,
+/// about <see cref="OutputChunkBytes"/> of output plus the transport's send buffer) and for all connections
+/// together (<see cref="MaxBufferedBytes"/>); docs/security.md gives the figures.
 /// Two clocks bound how long a client may hold a connection without making progress (see
 /// <see cref="FrameTimeout"/> and <see cref="IdleTimeout"/>). Both count only time spent waiting for the
 /// client's bytes, never time the node spends running commands or waiting for the client to take its replies.
@@ -32,8 +35,37 @@ public abstract class RespConnectionHandler : ConnectionHandler
     /// <summary>The default <see cref="FrameTimeout"/>: 30 seconds.</summary>
     public static readonly TimeSpan DefaultFrameTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>The default <see cref="MaxFrameBytes"/>: 1 MiB.</summary>
+    public const long DefaultMaxFrameBytes = 1024 * 1024;
+
+    /// <summary>The default <see cref="MaxBufferedBytes"/>: 2 GiB.</summary>
+    public const long DefaultMaxBufferedBytes = 2L * 1024 * 1024 * 1024;
+
+    /// <summary>
+    /// Input each connection may hold outside <see cref="MaxBufferedBytes"/>: 64 KiB, so that small commands are
+    /// served however full the budget is.
+    /// </summary>
+    public const long UnbudgetedInputBytes = 64 * 1024;
+
+    /// <summary>
+    /// Replies written before the handler flushes and waits for the transport to take them: 64 KiB. A large
+    /// value is written in pieces of this size, so a client that does not read holds at most this much
+    /// unflushed output plus the transport's send buffer.
+    /// </summary>
+    public const int OutputChunkBytes = 64 * 1024;
+
+    /// <summary>
+    /// Most commands of one read started before their replies are written (a primary forwards the writes among
+    /// them in one batch). The next ones are started only once these replies are flushed, so a client that does
+    /// not read its replies gets no more commands run.
+    /// </summary>
+    public const int MaxBatchCommands = 1024;
+
     private TimeSpan _frameTimeout = DefaultFrameTimeout;
     private TimeSpan _idleTimeout = Timeout.InfiniteTimeSpan;
+    private long _maxFrameBytes = DefaultMaxFrameBytes;
+    private long _maxBufferedBytes = DefaultMaxBufferedBytes;
+    private long _bufferedBytes;
 
     /// <summary>Input bounds applied to every connection.</summary>
     protected virtual RespLimits Limits => RespLimits.Default;
@@ -65,6 +97,32 @@ public abstract class RespConnectionHandler : ConnectionHandler
     }
 
     /// <summary>
+    /// Most bytes of one command, framing included. An incomplete command that grows past it is cut: the
+    /// connection gets <c>-ERR Protocol error: ...</c> and is closed. Default <see cref="DefaultMaxFrameBytes"/>.
+    /// Applies to reads after the change.
+    /// </summary>
+    public long MaxFrameBytes
+    {
+        get => Volatile.Read(ref _maxFrameBytes);
+        set => Volatile.Write(ref _maxFrameBytes, value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "must be at least 1"));
+    }
+
+    /// <summary>
+    /// The memory budget of all connections of this handler together: most bytes of input they may hold at once
+    /// beyond <see cref="UnbudgetedInputBytes"/> each (incomplete commands, and commands read but not yet run).
+    /// A connection whose input would pass it gets <c>-ERR Protocol error: ...</c> and is closed. Default
+    /// <see cref="DefaultMaxBufferedBytes"/>.
+    /// </summary>
+    public long MaxBufferedBytes
+    {
+        get => Volatile.Read(ref _maxBufferedBytes);
+        set => Volatile.Write(ref _maxBufferedBytes, value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "must not be negative"));
+    }
+
+    /// <summary>Bytes of input held against <see cref="MaxBufferedBytes"/> right now.</summary>
+    public long BufferedBytes => Interlocked.Read(ref _bufferedBytes);
+
+    /// <summary>
     /// Runs one command. Returning null closes the connection without a reply (a node that was killed).
     /// Must not throw for bad input: answer an error reply instead.
     /// </summary>
@@ -81,9 +139,11 @@ public abstract class RespConnectionHandler : ConnectionHandler
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         PipeReader input = connection.Transport.Input;
-        PipeWriter output = connection.Transport.Output;
+        var output = new ReplyWriter(connection.Transport.Output);
         var started = new List<ValueTask<RespValue?>>();
         var deadline = new ReadDeadline(input, FrameTimeout, IdleTimeout);
+        var scan = new RespScanState();
+        long reserved = 0;
         try
         {
             while (true)
@@ -92,11 +152,15 @@ public abstract class RespConnectionHandler : ConnectionHandler
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 string? protocolError = null;
                 bool closeAfterReplies = false;
+                bool batchFull = false;
                 int replies = 0;
+
                 try
                 {
-                    while (!closeAfterReplies && RespReader.TryReadCommand(ref buffer, Limits, out RespCommand? command))
+                    while (!closeAfterReplies)
                     {
+                        if (started.Count >= MaxBatchCommands) { batchFull = true; break; }
+                        if (!RespReader.TryReadCommand(ref buffer, Limits, ref scan, out RespCommand? command)) break;
                         if (command!.Count == 0) continue; // empty inline line
                         Delivery delivery = Admit(command);
                         closeAfterReplies = delivery != Delivery.Deliver;
@@ -109,9 +173,22 @@ public abstract class RespConnectionHandler : ConnectionHandler
                 {
                     protocolError = e.Message;
                 }
+                if (protocolError is null && !batchFull && buffer.Length > MaxFrameBytes)
+                    protocolError = string.Create(CultureInfo.InvariantCulture, $"command longer than {MaxFrameBytes} bytes");
                 bool consumed = buffer.Length != result.Buffer.Length;
                 long unparsed = buffer.Length;
-                input.AdvanceTo(buffer.Start, buffer.End);
+                // Examining to the end lets the transport read on, up to its own read buffer size past this point:
+                // a connection holds at most MaxFrameBytes plus that. A full batch examines nothing new, so the next
+                // read returns at once with the commands still to run.
+                input.AdvanceTo(buffer.Start, batchFull ? buffer.Start : buffer.End);
+
+                // What stays held until the next read counts against the node's budget.
+                long held = Math.Max(0, unparsed - UnbudgetedInputBytes);
+                long total = Interlocked.Add(ref _bufferedBytes, held - reserved);
+                reserved = held;
+                if (protocolError is null && held > 0 && total > MaxBufferedBytes)
+                    protocolError = string.Create(CultureInfo.InvariantCulture,
+                        $"input buffers of all connections full ({MaxBufferedBytes} bytes)");
 
                 for (int i = 0; i < started.Count; i++)
                 {
@@ -121,7 +198,7 @@ public abstract class RespConnectionHandler : ConnectionHandler
                         await output.FlushAsync();
                         return;
                     }
-                    RespWriter.WriteValue(output, reply);
+                    if (!await output.WriteAsync(reply)) return;
                 }
                 started.Clear();
                 if (closeAfterReplies)
@@ -132,19 +209,20 @@ public abstract class RespConnectionHandler : ConnectionHandler
 
                 if (protocolError is not null)
                 {
-                    RespWriter.WriteError(output, $"{ErrorCodes.Err} Protocol error: {protocolError}");
+                    output.WriteError($"{ErrorCodes.Err} Protocol error: {protocolError}");
                     await output.FlushAsync();
                     return;
                 }
-                FlushResult flush = await output.FlushAsync();
-                if (result.IsCompleted || flush.IsCompleted) return;
+                if (!await output.FlushAsync()) return;
+                if (batchFull) continue;
+                if (result.IsCompleted) return;
                 if (result.IsCanceled && !deadline.MayHaveWoken) return; // canceled by someone else: stop, as always
 
                 // The clocks start now, after the replies went out: only the client's own slowness counts.
                 switch (deadline.Next(unparsed > 0, consumed))
                 {
                     case Expiry.Frame:
-                        RespWriter.WriteError(output, string.Create(CultureInfo.InvariantCulture,
+                        output.WriteError(string.Create(CultureInfo.InvariantCulture,
                             $"{ErrorCodes.Err} Protocol error: command incomplete after {FrameTimeout.TotalMilliseconds:0} ms"));
                         await output.FlushAsync();
                         return;
@@ -160,9 +238,67 @@ public abstract class RespConnectionHandler : ConnectionHandler
         }
         finally
         {
+            Interlocked.Add(ref _bufferedBytes, -reserved);
             deadline.Dispose();
             await input.CompleteAsync();
-            await output.CompleteAsync();
+            await output.Output.CompleteAsync();
+        }
+    }
+
+    /// <summary>
+    /// Writes replies to the transport in pieces of at most <see cref="OutputChunkBytes"/>, flushing (and so
+    /// waiting for a client that does not read, once the transport's send buffer is full) whenever that much is
+    /// unflushed: the output a connection holds stays bounded however large or many its replies.
+    /// </summary>
+    private sealed class ReplyWriter(PipeWriter output) : IBufferWriter<byte>
+    {
+        private long _unflushed;
+
+        public PipeWriter Output => output;
+
+        public void Advance(int count)
+        {
+            output.Advance(count);
+            _unflushed += count;
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0) => output.GetMemory(sizeHint);
+
+        public Span<byte> GetSpan(int sizeHint = 0) => output.GetSpan(sizeHint);
+
+        public void WriteError(string text) => RespWriter.WriteError(this, text);
+
+        /// <summary>Flushes; false when the client is gone.</summary>
+        public async ValueTask<bool> FlushAsync()
+        {
+            _unflushed = 0;
+            FlushResult flush = await output.FlushAsync();
+            return !flush.IsCompleted && !flush.IsCanceled;
+        }
+
+        /// <summary>Writes one reply, flushing as it goes; false when the client is gone.</summary>
+        public async ValueTask<bool> WriteAsync(RespValue reply)
+        {
+            switch (reply.Kind)
+            {
+                case RespKind.BulkString when reply.Bytes is { Length: > OutputChunkBytes } bytes:
+                    RespWriter.WriteBulkHeader(this, bytes.Length);
+                    for (int at = 0; at < bytes.Length; at += OutputChunkBytes)
+                    {
+                        this.Write(bytes.AsSpan(at, Math.Min(OutputChunkBytes, bytes.Length - at)));
+                        if (_unflushed >= OutputChunkBytes && !await FlushAsync()) return false;
+                    }
+                    this.Write("\r\n"u8);
+                    return true;
+                case RespKind.Array when reply.Items is not null:
+                    RespWriter.WriteArrayHeader(this, reply.Items.Length);
+                    foreach (RespValue item in reply.Items)
+                        if (!await WriteAsync(item)) return false;
+                    return true;
+                default:
+                    RespWriter.WriteValue(this, reply);
+                    return _unflushed < OutputChunkBytes || await FlushAsync();
+            }
         }
     }
 

@@ -41,15 +41,22 @@ public sealed class RespHost : IAsyncDisposable
     public long RefusedConnections => Interlocked.Read(ref _counter.Refused);
 
     /// <summary>
-    /// Starts listening on <paramref name="endPoint"/> (port 0 picks a free port). Each connection buffers at
-    /// most <paramref name="maxBufferedBytes"/> of unparsed input (default 1 MiB); it must exceed the largest
-    /// frame the handler accepts, or such a frame can never be read whole. At most
-    /// <paramref name="maxConnections"/> connections are served at once (default
+    /// The socket transport's read and write buffer of each connection: 64 KiB. The transport stops reading from
+    /// a connection once this much input is waiting past what the handler has examined, and a flush waits once
+    /// this much output is waiting to be sent.
+    /// </summary>
+    public const int TransportBufferBytes = 64 * 1024;
+
+    /// <summary>
+    /// Starts listening on <paramref name="endPoint"/> (port 0 picks a free port). Each connection's input is
+    /// bounded by the handler (<see cref="RespConnectionHandler.MaxFrameBytes"/>,
+    /// <see cref="RespConnectionHandler.MaxBufferedBytes"/>) plus <see cref="TransportBufferBytes"/> read ahead by
+    /// the transport. At most <paramref name="maxConnections"/> connections are served at once (default
     /// <see cref="DefaultMaxConnections"/>); one more gets <c>-ERR max number of clients reached</c> and is
     /// closed at once, as Redis does. Node-to-node connections count too.
     /// </summary>
     public static async Task<RespHost> StartAsync(IPEndPoint endPoint, ConnectionHandler handler,
-        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default, long maxBufferedBytes = 1024 * 1024,
+        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default,
         int maxConnections = DefaultMaxConnections)
     {
         ArgumentNullException.ThrowIfNull(handler);
@@ -60,7 +67,6 @@ public sealed class RespHost : IAsyncDisposable
             ApplicationServices = new ServiceCollection().AddSingleton(loggerFactory).BuildServiceProvider(),
             AddServerHeader = false,
         };
-        options.Limits.MaxRequestBufferSize = maxBufferedBytes;
         // Kestrel's own MaxConcurrentConnections would drop the extra connection without a word; the counter
         // below answers it first, so that a Redis client reports why.
         var counter = new ConnectionCounter();
@@ -70,7 +76,14 @@ public sealed class RespHost : IAsyncDisposable
             listenOptions = listen;
             listen.Run(connection => counter.RunAsync(connection, handler, maxConnections));
         });
-        var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions { NoDelay = true }), loggerFactory);
+        var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions
+        {
+            NoDelay = true,
+            // Kestrel's MaxRequestBufferSize is read by its HTTP layer only; for a plain connection handler these
+            // two are the transport's bounds.
+            MaxReadBufferSize = TransportBufferBytes,
+            MaxWriteBufferSize = TransportBufferBytes,
+        }), loggerFactory);
         var server = new KestrelServer(Options.Create(options), transport, loggerFactory);
         await server.StartAsync(new NoHttpApplication(), cancellationToken);
         IPEndPoint actual = listenOptions?.IPEndPoint ?? endPoint;

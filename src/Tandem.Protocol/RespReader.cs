@@ -13,51 +13,92 @@ public static class RespReader
     private const int MaxLineLength = 64;
 
     /// <summary>Reads one command: a RESP array of bulk strings, or an inline command line.</summary>
+    /// <remarks>
+    /// Without a <see cref="RespScanState"/> an incomplete command is scanned again from its start on every call;
+    /// a caller that retries as bytes arrive should use the overload that takes one.
+    /// </remarks>
     public static bool TryReadCommand(ref ReadOnlySequence<byte> buffer, RespLimits limits, out RespCommand? command)
+    {
+        var state = new RespScanState();
+        return TryReadCommand(ref buffer, limits, ref state, out command);
+    }
+
+    /// <summary>
+    /// Reads one command, resuming the scan of an incomplete one where the last call stopped: the cost of a
+    /// command that arrives in many reads is linear in its length, not in its length times the reads.
+    /// </summary>
+    /// <param name="buffer">Unconsumed input; on success it is advanced past the command.</param>
+    /// <param name="limits">Bounds to enforce.</param>
+    /// <param name="state">
+    /// Progress on the incomplete command at the start of <paramref name="buffer"/>. Start with a default value
+    /// and pass the same one back on each call for one stream, with the same unconsumed bytes at the start of the
+    /// buffer (only more appended). It is reset when a command is read or an error thrown.
+    /// </param>
+    /// <param name="command">The command, when the method returns true.</param>
+    public static bool TryReadCommand(ref ReadOnlySequence<byte> buffer, RespLimits limits, ref RespScanState state,
+        out RespCommand? command)
     {
         command = null;
         var reader = new SequenceReader<byte>(buffer);
         if (!reader.TryPeek(out byte first)) return false;
+        if (state.Scanned > buffer.Length) state = default; // not the buffer the state was made on: start over
 
-        if (first != (byte)'*')
+        try
         {
-            if (!TryReadInline(ref reader, limits, out command)) return false;
+            if (first != (byte)'*')
+            {
+                if (!TryReadInline(ref reader, limits, ref state, out command)) return false;
+                state = default;
+                buffer = buffer.Slice(reader.Position);
+                return true;
+            }
+
+            reader.Advance(1);
+            if (!TryReadLength(ref reader, out long count)) return false;
+            if (count < 1) throw new RespProtocolException("command array must have at least one element");
+            if (count > limits.MaxArrayLength) throw new RespProtocolException($"command array longer than {limits.MaxArrayLength}");
+
+            // First pass: check the whole array has arrived, allocating nothing, so that a huge count costs no
+            // memory before its elements are here. Elements checked by an earlier call are skipped.
+            SequenceReader<byte> scan = reader;
+            long i = 0;
+            if (state.Elements > 0)
+            {
+                scan.Advance(state.Scanned - reader.Consumed);
+                i = state.Elements;
+            }
+            for (; i < count; i++)
+            {
+                state = new RespScanState { Elements = i, Scanned = scan.Consumed };
+                if (!scan.TryRead(out byte type)) return false;
+                if (type != (byte)'$') throw new RespProtocolException($"expected '$', got '{(char)type}'");
+                if (!TryReadLength(ref scan, out long length)) return false;
+                if (length < 0) throw new RespProtocolException("null bulk string in command");
+                if (length > limits.MaxBulkLength) throw new RespProtocolException($"bulk string longer than {limits.MaxBulkLength} bytes");
+                if (scan.Remaining < length + 2) return false;
+                scan.Advance(length);
+                if (!scan.IsNext("\r\n"u8, advancePast: true)) throw new RespProtocolException("bulk string not terminated by CRLF");
+            }
+
+            // Second pass: the frame is whole and valid; copy the arguments out.
+            var args = new byte[count][];
+            for (int j = 0; j < count; j++)
+            {
+                reader.Advance(1);
+                TryReadBulkBody(ref reader, limits, out byte[]? bytes);
+                args[j] = bytes!;
+            }
+
+            state = default;
             buffer = buffer.Slice(reader.Position);
+            command = new RespCommand(args);
             return true;
         }
-
-        reader.Advance(1);
-        if (!TryReadLength(ref reader, out long count)) return false;
-        if (count < 1) throw new RespProtocolException("command array must have at least one element");
-        if (count > limits.MaxArrayLength) throw new RespProtocolException($"command array longer than {limits.MaxArrayLength}");
-
-        // First pass: check the whole array has arrived, allocating nothing, so that a huge count costs no
-        // memory before its elements are here, and a command that arrives in many reads is not copied each time.
-        SequenceReader<byte> scan = reader;
-        for (long i = 0; i < count; i++)
+        catch (RespProtocolException)
         {
-            if (!scan.TryRead(out byte type)) return false;
-            if (type != (byte)'$') throw new RespProtocolException($"expected '$', got '{(char)type}'");
-            if (!TryReadLength(ref scan, out long length)) return false;
-            if (length < 0) throw new RespProtocolException("null bulk string in command");
-            if (length > limits.MaxBulkLength) throw new RespProtocolException($"bulk string longer than {limits.MaxBulkLength} bytes");
-            if (scan.Remaining < length + 2) return false;
-            scan.Advance(length);
-            if (!scan.IsNext("\r\n"u8, advancePast: true)) throw new RespProtocolException("bulk string not terminated by CRLF");
+            state = default;
+            throw;
         }
-
-        // Second pass: the frame is whole and valid; copy the arguments out.
-        var args = new byte[count][];
-        for (int i = 0; i < count; i++)
-        {
-            reader.Advance(1);
-            TryReadBulkBody(ref reader, limits, out byte[]? bytes);
-            args[i] = bytes!;
-        }
-
-        buffer = buffer.Slice(reader.Position);
-        command = new RespCommand(args);
-        return true;
     }
 
     /// <summary>Reads one reply value of any RESP2 type.</summary>
@@ -156,9 +197,18 @@ public static class RespReader
         return true;
     }
 
-    private static bool TryReadInline(ref SequenceReader<byte> reader, RespLimits limits, out RespCommand? command)
+    private static bool TryReadInline(ref SequenceReader<byte> reader, RespLimits limits, ref RespScanState state, out RespCommand? command)
     {
         command = null;
+        // Bytes an earlier call searched hold no line end: search only the new ones.
+        SequenceReader<byte> search = reader;
+        search.Advance(state.Scanned);
+        if (!search.TryAdvanceTo((byte)'\n', advancePastDelimiter: true))
+        {
+            if (reader.Remaining > limits.MaxInlineLength) throw new RespProtocolException("line too long");
+            state = new RespScanState { Scanned = reader.Remaining };
+            return false;
+        }
         if (!TryReadLine(ref reader, limits.MaxInlineLength, out byte[] line)) return false;
         var args = new List<byte[]>();
         int i = 0;
@@ -172,4 +222,17 @@ public static class RespReader
         command = new RespCommand(args.ToArray());
         return true;
     }
+}
+
+/// <summary>
+/// How far <see cref="RespReader.TryReadCommand(ref ReadOnlySequence{byte}, RespLimits, ref RespScanState, out RespCommand?)"/>
+/// got through an incomplete command: resuming there keeps parsing linear in the input.
+/// </summary>
+public struct RespScanState
+{
+    /// <summary>Elements of the pending array already checked complete and valid.</summary>
+    public long Elements { get; internal set; }
+
+    /// <summary>Bytes from the start of the command already scanned (where the next element starts).</summary>
+    public long Scanned { get; internal set; }
 }

@@ -34,6 +34,9 @@ public static class RespWriter
         WriteCrlf(w);
     }
 
+    /// <summary><c>$len\r\n</c>; the caller writes the bytes and the final CRLF (a value written in pieces).</summary>
+    public static void WriteBulkHeader(IBufferWriter<byte> w, long length) => WritePrefixed(w, (byte)'$', length);
+
     /// <summary>A bulk string of UTF-8 text.</summary>
     public static void WriteBulk(IBufferWriter<byte> w, string text) => WriteBulk(w, Encoding.UTF8.GetBytes(text));
 

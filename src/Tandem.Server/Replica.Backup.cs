@@ -83,7 +83,7 @@ public sealed partial class Replica
                     for (long n = 0; n < count; n++, i += 3)
                     {
                         if (i + 2 >= cmd.Count) throw new FormatException("DUPS entry cut short");
-                        s.Replies[ParseLong(cmd, i)] = new SavedReply(DecodeReply(cmd[i + 2]), ParseLong(cmd, i + 1));
+                        s.Replies[ParseLong(cmd, i)] = new SavedReply(DecodeReply(cmd[i + 2], _options.RespLimits), ParseLong(cmd, i + 1));
                     }
                     _incoming.Duplicates.Restore(client, s);
                 }
@@ -153,12 +153,12 @@ public sealed partial class Replica
         return w.WrittenSpan.ToArray();
     }
 
-    private static RespValue DecodeReply(byte[] bytes)
+    private static RespValue DecodeReply(byte[] bytes, RespLimits limits)
     {
         var seq = new System.Buffers.ReadOnlySequence<byte>(bytes);
         try
         {
-            if (!RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) throw new FormatException("truncated saved reply");
+            if (!RespReader.TryReadValue(ref seq, limits, out RespValue? v)) throw new FormatException("truncated saved reply");
             return v!;
         }
         catch (RespProtocolException e)

@@ -41,11 +41,13 @@ public sealed class ServerNode : IAsyncDisposable
     public static async Task<ServerNode> StartAsync(ServerNodeOptions options, CancellationToken cancellationToken = default)
     {
         Replica? replica = null;
-        var handler = new ServerHandler(options, () => replica) { FrameTimeout = options.FrameTimeout };
-        // A forwarded batch may hold up to 4 MiB of writes plus one largest value: let a frame twice the
-        // largest bulk string in, and no more.
-        long maxFrame = 2L * options.RespLimits.MaxBulkLength + 1024 * 1024;
-        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, maxFrame,
+        var handler = new ServerHandler(options, () => replica)
+        {
+            FrameTimeout = options.FrameTimeout,
+            MaxFrameBytes = options.MaxFrameBytes,
+            MaxBufferedBytes = options.MaxBufferedBytes,
+        };
+        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken,
             options.MaxConnections);
         string me = options.AdvertisedAddress ?? Advertise(host.EndPoint);
         replica = new Replica(me, options);

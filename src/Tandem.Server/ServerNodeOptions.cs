@@ -14,6 +14,7 @@ public sealed record ServerNodeOptions
     private readonly long _maxBacklogBytes = 256L * 1024 * 1024;
     private readonly int _maxKeyBytes = 64 * 1024;
     private readonly int _maxValueBytes = 8 * 1024 * 1024;
+    private readonly long _maxBufferedBytes = Tandem.Net.RespConnectionHandler.DefaultMaxBufferedBytes;
 
     /// <summary>Where to listen. Port 0 picks a free port (the bound address becomes the identity).</summary>
     public required IPEndPoint Listen { get; init; }
@@ -99,6 +100,23 @@ public sealed record ServerNodeOptions
     /// <summary>Most connections served at once (clients and other nodes together). Default 10,000.</summary>
     public int MaxConnections { get; init; } = Tandem.Net.RespHost.DefaultMaxConnections;
 
+    /// <summary>
+    /// The memory budget of all connections together: most bytes of input held for incomplete commands (beyond
+    /// 64 KiB per connection). A connection that would pass it is cut with <c>-ERR Protocol error</c>. Default
+    /// 2 GiB; it must hold at least the largest frame (<see cref="MaxFrameBytes"/>).
+    /// </summary>
+    public long MaxBufferedBytes
+    {
+        get => _maxBufferedBytes;
+        init => _maxBufferedBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxBufferedBytes));
+    }
+
+    /// <summary>
+    /// The largest command a connection may send, framing included: a forwarded batch holds up to 4 MiB of writes
+    /// plus one largest value, so twice the largest bulk string plus 1 MiB. A longer one is cut.
+    /// </summary>
+    public long MaxFrameBytes => 2L * RespLimits.MaxBulkLength + 1024 * 1024;
+
     /// <summary>Bounds on the duplicate table.</summary>
     public DuplicateTableOptions Duplicates { get; init; } = new();
 
@@ -112,7 +130,7 @@ public sealed record ServerNodeOptions
     public FaultInjection? Faults { get; init; }
 
     /// <summary>
-    /// RESP limits for incoming frames, derived from the key and value limits: twice the largest, so a value
+    /// RESP limits for frames and replies between nodes, derived from the key and value limits: twice the largest, so a value
     /// somewhat over the limit gets a clear error reply, and a far larger one closes the connection unread.
     /// </summary>
     internal RespLimits RespLimits => new() { MaxBulkLength = (int)Math.Min(int.MaxValue, 2L * Math.Max(MaxKeyBytes, MaxValueBytes)) };

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -48,6 +49,135 @@ public class HostileInputTests
 
         RespValue? pong = await DispatchFuzzer.RoundTripAsync(server.EndPoint, RespCommand.From("PING"), Patience);
         Assert.Equal("PONG", pong?.Text);
+    }
+
+    [Fact]
+    public async Task EndlessArray_IsCutAtTheFrameLimit_AndOthersAreServed()
+    {
+        // An array of the largest allowed count whose elements never stop coming, with a frame timeout too long to
+        // matter: the frame limit (1 MiB) cuts it. Before the limit was real the node took all 256 MiB.
+        await using var host = await TestHost.StartAsync(maxFrameBytes: 1024 * 1024);
+        long before = WorkingSet();
+        using Socket s = await ConnectAsync(host.EndPoint);
+        long sent = 0;
+        // 1 KiB elements: the array (1 GiB) cannot end before the attempt does.
+        byte[] elements = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("$1016\r\n" + new string('a', 1016) + "\r\n", 64)));
+        const long attempt = 256L * 1024 * 1024;
+        Task<RespValue?>? other = null;
+        try
+        {
+            sent += await s.SendAsync("*1048576\r\n"u8.ToArray());
+            using var cts = new CancellationTokenSource(Patience);
+            while (sent < attempt)
+            {
+                sent += await s.SendAsync(elements, SocketFlags.None, cts.Token);
+                if (sent > 512 * 1024 && other is null)
+                    other = DispatchFuzzer.RoundTripAsync(host.EndPoint, RespCommand.From("PING"), Patience);
+            }
+        }
+        catch (SocketException)
+        {
+            // Reset: the node closed the connection while we were still sending.
+        }
+        catch (OperationCanceledException)
+        {
+            // The node stopped reading and the sender stayed paused.
+        }
+        Assert.True(sent < attempt, $"the node took all {sent} bytes of an endless array");
+        (List<RespValue> replies, _) = await ReadUntilCloseAsync(s, complete: false);
+        if (replies.Count > 0) Assert.StartsWith("ERR Protocol error: command longer than 1048576 bytes", replies[0].Text);
+        Assert.Equal("PONG", (await (other ?? DispatchFuzzer.RoundTripAsync(host.EndPoint, RespCommand.From("PING"), Patience)))?.Text);
+        Assert.True(WorkingSet() - before < 200L * 1024 * 1024, $"working set grew by {(WorkingSet() - before) / 1048576} MiB");
+        Assert.Equal(1, host.Handler.Commands); // the PING only
+        await Wait.UntilAsync(() => host.Handler.BufferedBytes == 0, Patience, "the cut connection's budget to be released");
+    }
+
+    [Fact]
+    public async Task NodeBudget_CutsTheConnectionThatWouldPassIt_SmallCommandsStillServed()
+    {
+        // Frames of up to 8 MiB, but 3 MiB of input for all connections: one incomplete 4 MiB value cannot fit.
+        await using var host = await TestHost.StartAsync(maxFrameBytes: 8 * 1024 * 1024, maxBufferedBytes: 3 * 1024 * 1024);
+        using Socket s = await ConnectAsync(host.EndPoint);
+        await s.SendAsync("*2\r\n$4\r\nECHO\r\n$4194304\r\n"u8.ToArray());
+        byte[] piece = new byte[64 * 1024];
+        try
+        {
+            using var cts = new CancellationTokenSource(Patience);
+            for (int i = 0; i < 64; i++) await s.SendAsync(piece, SocketFlags.None, cts.Token);
+        }
+        catch (SocketException)
+        {
+        }
+        (List<RespValue> replies, bool closed) = await ReadUntilCloseAsync(s, complete: false);
+        Assert.True(closed);
+        if (replies.Count > 0) Assert.StartsWith("ERR Protocol error: input buffers of all connections full", replies[0].Text);
+        await Wait.UntilAsync(() => host.Handler.BufferedBytes == 0, Patience, "the budget to be released");
+        Assert.Equal("PONG", (await DispatchFuzzer.RoundTripAsync(host.EndPoint, RespCommand.From("PING"), Patience))?.Text);
+    }
+
+    [Fact]
+    public async Task SlowSender_PartialArrayInSmallPieces_CostsAboutAsMuchCpuAsSmallCommands()
+    {
+        // A 2 MiB array of one-byte strings in 1.8 KB pieces, each read on its own, against as many pieces that are
+        // each a whole command: the same reads and wake-ups, only the parsing differs. Re-parsing the pending
+        // array on every read made such a frame cost seconds of CPU (quadratic); now it is linear.
+        await using var host = await TestHost.StartAsync(maxFrameBytes: 4 * 1024 * 1024);
+        const int piece = 1800;
+        int count = 2 * 1024 * 1024 / 7;
+        byte[] frame = Encoding.ASCII.GetBytes($"*{count}\r\n" + string.Concat(Enumerable.Repeat("$1\r\na\r\n", count)));
+        byte[][] slices = frame.Chunk(piece).ToArray();
+        byte[] small = Encoding.ASCII.GetBytes($"*{(piece - 10) / 7}\r\n" + string.Concat(Enumerable.Repeat("$1\r\na\r\n", (piece - 10) / 7)));
+        byte[][] commands = Enumerable.Repeat(small, slices.Length).ToArray();
+
+        async Task<TimeSpan> CpuOfAsync(byte[][] pieces, int replies)
+        {
+            using Socket s = await ConnectAsync(host.EndPoint);
+            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
+            foreach (byte[] p in pieces)
+            {
+                await s.SendAsync(p, SocketFlags.None, TestContext.Current.CancellationToken);
+                await Task.Delay(1, TestContext.Current.CancellationToken);
+            }
+            Assert.Equal(replies, (await ReadRepliesAsync(s, replies)).Count(r => r.Text == "ERR unknown command"));
+            return Process.GetCurrentProcess().TotalProcessorTime - start;
+        }
+
+        await CpuOfAsync(commands[..10], 10); // warm up
+        TimeSpan baseline = await CpuOfAsync(commands, commands.Length);
+        TimeSpan partial = await CpuOfAsync(slices, 1);
+        Assert.True(partial < baseline * 3 + TimeSpan.FromMilliseconds(300),
+            $"a frame in {slices.Length} pieces cost {partial.TotalMilliseconds:0} ms of CPU, {commands.Length} whole commands {baseline.TotalMilliseconds:0} ms");
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"a frame in {slices.Length} pieces cost {partial.TotalMilliseconds:0} ms of CPU, {commands.Length} whole commands {baseline.TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
+    public async Task ClientThatNeverReads_GetsNoMoreCommandsRun_AndOutputStaysBounded()
+    {
+        // 7,000 pipelined BIG (each answered with 1 MiB) from a client that never reads: all of them answered into
+        // memory would take 7 GiB. At most one batch runs ahead of the flushes the client does not take.
+        await using var host = await TestHost.StartAsync();
+        long before = WorkingSet();
+        using Socket s = await ConnectAsync(host.EndPoint);
+        s.ReceiveBufferSize = 64 * 1024;
+        await s.SendAsync(Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("BIG\r\n", 7000))));
+        // Settled: some commands ran, and no more for a second (a running batch starts none within that time).
+        await Wait.UntilAsync(() => host.Handler.Commands > 0, Patience, "the first commands to run");
+        for (int last = -1; host.Handler.Commands != last;)
+        {
+            last = host.Handler.Commands;
+            await Task.Delay(1000, TestContext.Current.CancellationToken);
+        }
+        Assert.True(host.Handler.Commands <= 2 * RespConnectionHandler.MaxBatchCommands, $"{host.Handler.Commands} commands ran");
+        Assert.True(WorkingSet() - before < 256L * 1024 * 1024, $"working set grew by {(WorkingSet() - before) / 1048576} MiB");
+        Assert.Equal("PONG", (await DispatchFuzzer.RoundTripAsync(host.EndPoint, RespCommand.From("PING"), Patience))?.Text);
+    }
+
+    private static long WorkingSet()
+    {
+        using Process me = Process.GetCurrentProcess();
+        me.Refresh();
+        return me.WorkingSet64;
     }
 
     [Fact]
@@ -253,7 +383,7 @@ public class HostileInputTests
     }
 
     /// <summary>Reads every reply until the peer closes; closed is false if it did not within the patience.</summary>
-    private static async Task<(List<RespValue> Replies, bool Closed)> ReadUntilCloseAsync(Socket s)
+    private static async Task<(List<RespValue> Replies, bool Closed)> ReadUntilCloseAsync(Socket s, bool complete = true)
     {
         using var cts = new CancellationTokenSource(Patience);
         var bytes = new List<byte>();
@@ -278,13 +408,14 @@ public class HostileInputTests
         var seq = new ReadOnlySequence<byte>(bytes.ToArray());
         var replies = new List<RespValue>();
         while (RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) replies.Add(v!);
-        Assert.Equal(0, seq.Length); // nothing half-written
+        if (complete) Assert.Equal(0, seq.Length); // nothing half-written
         return (replies, closed);
     }
 
-    /// <summary>A bare RESP endpoint: PING, and SLOW (answers OK after 1.5 s).</summary>
+    /// <summary>A bare RESP endpoint: PING, BIG (answers 1 MiB), and SLOW (answers OK after 1.5 s).</summary>
     private sealed class TestHandler : RespConnectionHandler
     {
+        private static readonly byte[] Big = new byte[1024 * 1024];
         private int _commands;
 
         public int Commands => Volatile.Read(ref _commands);
@@ -296,6 +427,8 @@ public class HostileInputTests
             {
                 case "PING":
                     return RespValue.Simple("PONG");
+                case "BIG":
+                    return RespValue.Bulk(Big);
                 case "SLOW":
                     await Task.Delay(1500, TestContext.Current.CancellationToken);
                     return RespValue.Ok;
@@ -320,15 +453,18 @@ public class HostileInputTests
         public IPEndPoint EndPoint => Host.EndPoint;
 
         public static async Task<TestHost> StartAsync(TimeSpan? frameTimeout = null, TimeSpan? idleTimeout = null,
-            long maxBufferedBytes = 1024 * 1024, int maxConnections = RespHost.DefaultMaxConnections)
+            long maxFrameBytes = RespConnectionHandler.DefaultMaxFrameBytes, int maxConnections = RespHost.DefaultMaxConnections,
+            long maxBufferedBytes = RespConnectionHandler.DefaultMaxBufferedBytes)
         {
             var handler = new TestHandler
             {
                 FrameTimeout = frameTimeout ?? RespConnectionHandler.DefaultFrameTimeout,
                 IdleTimeout = idleTimeout ?? Timeout.InfiniteTimeSpan,
+                MaxFrameBytes = maxFrameBytes,
+                MaxBufferedBytes = maxBufferedBytes,
             };
             RespHost host = await RespHost.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), handler,
-                maxBufferedBytes: maxBufferedBytes, maxConnections: maxConnections);
+                maxConnections: maxConnections);
             return new TestHost(host, handler);
         }
 

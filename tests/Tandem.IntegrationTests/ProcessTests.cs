@@ -78,6 +78,9 @@ internal sealed class TandemProcess
 
     public string Arguments { get; }
 
+    /// <summary>The child's process id (for /proc).</summary>
+    public int Id => _process.Id;
+
     public static TandemProcess Start(params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

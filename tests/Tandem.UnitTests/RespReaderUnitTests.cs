@@ -107,6 +107,82 @@ public class RespReaderUnitTests
         Assert.Equal("-ERR a  b\r\n", Encoding.ASCII.GetString(writer.WrittenSpan));
     }
 
+    [Theory]
+    [InlineData("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n")]
+    [InlineData("*2\r\n$4\r\nECHO\r\n$0\r\n\r\n")]
+    [InlineData("SET  a   b\r\n")]
+    [InlineData("*2\r\n$3\r\nGET\r\n$abc\r\n")]
+    [InlineData("*2\r\n$3\r\nGET\r\n:5\r\n")]
+    [InlineData("*1\r\n$3\r\nabcXY")]
+    public void TryReadCommand_WithScanState_ByteByByte_SameOutcomeAsWhole(string frame)
+    {
+        byte[] all = Encoding.ASCII.GetBytes(frame);
+        string Outcome(Func<ReadOnlySequence<byte>, (bool Ok, RespCommand? Cmd, long Left)> read, byte[] bytes)
+        {
+            try
+            {
+                (bool ok, RespCommand? cmd, long left) = read(new ReadOnlySequence<byte>(bytes));
+                return ok ? $"{cmd} ({left} left)" : "incomplete";
+            }
+            catch (RespProtocolException e)
+            {
+                return "error: " + e.Message;
+            }
+        }
+
+        string whole = Outcome(b =>
+        {
+            bool ok = RespReader.TryReadCommand(ref b, RespLimits.Default, out RespCommand? c);
+            return (ok, c, b.Length);
+        }, all);
+        var state = new RespScanState();
+        string last = "incomplete";
+        for (int n = 1; n <= all.Length && last == "incomplete"; n++)
+            last = Outcome(b =>
+            {
+                bool ok = RespReader.TryReadCommand(ref b, RespLimits.Default, ref state, out RespCommand? c);
+                return (ok, c, b.Length);
+            }, all[..n]);
+        Assert.Equal(whole, last);
+    }
+
+    [Fact]
+    public async Task TryReadCommand_WithScanState_ResumesAPendingArray_LinearInTheInput()
+    {
+        // A 1 MiB array of one-byte strings through a pipe in 1.8 KB pieces, read after each piece as a server does.
+        // Without the state every read re-scans the array from its start (quadratic: about 290 times 1 MiB).
+        int count = 1024 * 1024 / 7;
+        byte[] frame = Encoding.ASCII.GetBytes($"*{count}\r\n" + string.Concat(Enumerable.Repeat("$1\r\na\r\n", count)));
+        var limits = new RespLimits { MaxArrayLength = count };
+
+        async Task<(TimeSpan Cpu, int Reads)> ParseAsync(int piece, bool resume)
+        {
+            var pipe = new System.IO.Pipelines.Pipe(new System.IO.Pipelines.PipeOptions(pauseWriterThreshold: 0));
+            var state = new RespScanState();
+            int reads = 0;
+            RespCommand? command = null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            for (int at = 0; at < frame.Length && command is null; at += piece)
+            {
+                await pipe.Writer.WriteAsync(frame.AsMemory(at, Math.Min(piece, frame.Length - at)), TestContext.Current.CancellationToken);
+                System.IO.Pipelines.ReadResult result = await pipe.Reader.ReadAsync(TestContext.Current.CancellationToken);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                reads++;
+                if (!resume) state = default;
+                RespReader.TryReadCommand(ref buffer, limits, ref state, out command);
+                pipe.Reader.AdvanceTo(buffer.Start, buffer.End);
+            }
+            Assert.Equal(count, command!.Count);
+            return (clock.Elapsed, reads);
+        }
+
+        (TimeSpan whole, _) = await ParseAsync(frame.Length, resume: true);
+        (TimeSpan pieces, int reads) = await ParseAsync(1800, resume: true);
+        Assert.True(reads > 500);
+        Assert.True(pieces < whole * 5 + TimeSpan.FromMilliseconds(300),
+            $"{reads} reads took {pieces.TotalMilliseconds:0} ms, one read {whole.TotalMilliseconds:0} ms");
+    }
+
     private static ReadOnlySequence<byte> Segmented(byte[] first, byte[] second)
     {
         var a = new Segment(first);
