@@ -28,8 +28,10 @@ internal static class NodeCommands
 
         Option<int> maxConnections = MaxConnections("servers and clients");
         Option<long> maxBuffered = MaxBufferedBytes();
+        Option<TimeSpan?> frameTimeout = CliParsers.Duration("--frame-timeout", Tandem.Net.RespConnectionHandler.DefaultFrameTimeout,
+            "Close a client whose command stays incomplete this long.");
 
-        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings, maxConnections, maxBuffered };
+        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings, maxConnections, maxBuffered, frameTimeout };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
@@ -42,6 +44,7 @@ internal static class NodeCommands
                     ViewService = new ViewServiceOptions { PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval), DeadPings = parse.GetValue(deadPings) },
                     MaxConnections = parse.GetValue(maxConnections),
                     MaxBufferedBytes = parse.GetValue(maxBuffered),
+                    FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
                     LoggerFactory = logging,
                 }, ct);
             }

@@ -37,6 +37,7 @@ public sealed class CoordinatorNode : IAsyncDisposable
         {
             MaxFrameBytes = CoordinatorNodeOptions.MaxFrameBytes,
             MaxBufferedBytes = options.MaxBufferedBytes,
+            FrameTimeout = options.FrameTimeout,
         };
         RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, options.MaxConnections);
         return new CoordinatorNode(viewService, host, viewService.Start());

@@ -32,13 +32,19 @@ public sealed record CoordinatorNodeOptions
 
     /// <summary>
     /// The memory budget of all connections together (input held beyond 64 KiB per connection). Default 2 GiB,
-    /// as on a server; with <see cref="MaxFrameBytes"/> at 64 KiB no connection reaches it.
+    /// as on a server.
     /// </summary>
     public long MaxBufferedBytes
     {
         get => _maxBufferedBytes;
         init => _maxBufferedBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxBufferedBytes));
     }
+
+    /// <summary>
+    /// Longest time a command may stay incomplete once its first bytes arrived (slow clients are closed).
+    /// Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/> turns it off.
+    /// </summary>
+    public TimeSpan FrameTimeout { get; init; } = RespConnectionHandler.DefaultFrameTimeout;
 
     /// <summary>Where to log. Null logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }

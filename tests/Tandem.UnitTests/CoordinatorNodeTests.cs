@@ -73,4 +73,26 @@ public class CoordinatorNodeTests
         Assert.Equal(view, View.FromResp(await conn.SendAsync(ct, Commands.VsView)));
         await node.StopAsync();
     }
+
+    [Fact]
+    public async Task Coordinator_ClosesAClientWhoseCommandStaysIncomplete_AfterItsFrameTimeout()
+    {
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        await using CoordinatorNode node = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0),
+            FrameTimeout = TimeSpan.FromMilliseconds(300),
+        }, ct);
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await socket.ConnectAsync(IPEndPoint.Parse(node.Address), ct);
+        await socket.SendAsync("*2\r\n$4\r\nPING\r\n$5\r\nhe"u8.ToArray(), ct); // never finished
+
+        var received = new List<byte>();
+        var buffer = new byte[256];
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        patience.CancelAfter(TimeSpan.FromSeconds(20));
+        int n;
+        while ((n = await socket.ReceiveAsync(buffer, patience.Token)) > 0) received.AddRange(buffer[..n]);
+        Assert.StartsWith("-ERR Protocol error: command incomplete after 300 ms", System.Text.Encoding.ASCII.GetString([.. received]));
+    }
 }
