@@ -526,6 +526,7 @@ public sealed class TandemRequest : IDisposable
     private byte[][]? _args;
     private int _busy;
     private bool _done;
+    private volatile bool _disposeRequested;
 
     internal TandemRequest()
     {
@@ -550,15 +551,17 @@ public sealed class TandemRequest : IDisposable
 
     internal void Leave(bool finished)
     {
-        if (finished) Volatile.Write(ref _done, true);
+        if (!finished && _disposeRequested) _write.Finish(); // disposed while that call ran: give it up now
+        if (finished || _disposeRequested) Volatile.Write(ref _done, true);
         Volatile.Write(ref _busy, 0);
     }
 
     /// <summary>Gives the request up: the servers may forget its reply.</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _busy, 1) == 1) return; // a call in progress finishes it
-        _write.Finish();
+        _disposeRequested = true;
+        if (Interlocked.Exchange(ref _busy, 1) == 1) return; // the call in progress gives it up as it ends
+        if (!_done) _write.Finish();
         Volatile.Write(ref _done, true);
     }
 

@@ -75,6 +75,9 @@ public sealed partial class Replica : IDisposable
     /// <summary>Number of keys held (for status and tests).</summary>
     public int KeyCount { get { lock (_lock) return _state.Count; } }
 
+    /// <summary>The newest write known to be on the backup of this primary's view (for status and tests).</summary>
+    public long CommitIndex { get { lock (_lock) return _commitIndex; } }
+
     /// <summary>Sequence number of the last applied write (for status and tests).</summary>
     public long LastApplied { get { lock (_lock) return _state.LastApplied; } }
 
@@ -161,6 +164,11 @@ public sealed partial class Replica : IDisposable
         bool wasPrimary = old.Primary == Me && _initialized;
         effects.Stopped = _replicator;
         _replicator = null;
+        _incoming = null; // a transfer of an older view can never finish
+        // The commit index speaks of one primary's history on its backups. A server taking the role afresh
+        // may hold another history than the one it last committed in (a fallback can fork histories at an
+        // unacknowledged view), so it starts from nothing known to be on a backup.
+        if (!wasPrimary || next.Primary != Me) _commitIndex = 0;
         if (next.Primary != Me)
         {
             // The state stays a valid copy of the view it was held in (a fallback may need it); as a backup it

@@ -225,8 +225,16 @@ internal sealed class Replicator
                     Replica.EncodeOp(args, op);
                     bytes += SizeOf(op);
                 }
-                Task<RespValue> reply = conn.SendAsync(args, ct);
-                await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, bytes, reads), ct);
+                try
+                {
+                    Task<RespValue> reply = conn.SendAsync(args, ct);
+                    await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, bytes, reads), ct);
+                }
+                catch
+                {
+                    Complete(reads, TryAgain("the backup link failed")); // the batch never got in flight
+                    throw;
+                }
             }
         }
         catch (OperationCanceledException) when (!stop.IsCancellationRequested)

@@ -176,4 +176,32 @@ public class ReplicaUnitTests
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
         Assert.Equal(1, primary.LastApplied);
     }
+
+    [Fact]
+    public async Task ServerTakingThePrimaryRoleAfresh_OnAnotherHistory_DoesNotKeepItsOldCommitIndex()
+    {
+        // R committed writes 1-5 alone in its own history, which a fallback then abandoned; it becomes the backup
+        // of the history that won (a snapshot at write 2), and later primary again with a backup that never
+        // confirms. Its old commit index (5) must not answer writes 3-5 of the new history early.
+        const string R = "10.0.0.1:1", Q = "10.0.0.2:1", Unreachable = "127.0.0.1:1";
+        Replica r = NewReplica(R);
+        r.OnView(new View(1, R, ""), acked: false);
+        r.OnView(new View(1, R, ""), acked: true, lastAckedView: 1);
+        for (int i = 0; i < 5; i++) await r.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "old"u8.ToArray()));
+        Assert.Equal(5, r.CommitIndex);
+
+        r.OnView(new View(4, Q, R));
+        Assert.Equal("+OK", Repl(r, "REPL.SNAPSHOT", "4", Q, "s", "BEGIN", "2").ToString());
+        Assert.Equal("+OK", Repl(r, "REPL.SNAPSHOT", "4", Q, "s", "DATA", "k", "new").ToString());
+        Assert.Equal(":2", Repl(r, "REPL.SNAPSHOT", "4", Q, "s", "END", "1", "0", "0", "0").ToString());
+
+        r.OnView(new View(5, R, Unreachable), lastAckedView: 4);
+        Assert.True(r.IsServingPrimary);
+        Assert.InRange(r.CommitIndex, 0, r.LastApplied);
+        r.OnView(new View(5, R, Unreachable), acked: true, lastAckedView: 5);
+        ValueTask<RespValue> write = r.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "w3"u8.ToArray()));
+        Assert.False(write.IsCompleted, "write 3 was answered although no backup has it");
+        r.Dispose();
+        Assert.Equal(ErrorCodes.TryAgain, (await write).ErrorCode);
+    }
 }
