@@ -265,20 +265,20 @@ public sealed class TandemClient : IAsyncDisposable
     }
 
     /// <summary>Asks the coordinator without waiting; if it names another primary than <paramref name="current"/>, moves there.</summary>
-    private void RefreshPrimary(string current)
+    private void RefreshPrimary(string current) =>
+        SharedViewFetch().ContinueWith(t =>
+        {
+            if (t.IsCompletedSuccessfully && t.Result.Primary is not "" and var primary && primary != current) Redirect(current, primary);
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+
+    /// <summary>The question to the coordinator in progress, or a new one: concurrent askers share one.</summary>
+    private Task<View> SharedViewFetch()
     {
-        Task<View> fetch;
         lock (_viewLock)
         {
             if (_viewFetch is not { IsCompleted: false }) _viewFetch = Observed(FetchViewAsync());
-            fetch = _viewFetch;
+            return _viewFetch;
         }
-        fetch.ContinueWith(t =>
-        {
-            if (!t.IsCompletedSuccessfully || t.Result.Primary == "" || t.Result.Primary == current) return;
-            lock (_viewLock) _lastView = t.Result;
-            Redirect(current, t.Result.Primary);
-        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
     }
 
     /// <summary>Moves the cached primary from <paramref name="from"/> to <paramref name="to"/> (null: ask the coordinator).</summary>
@@ -310,17 +310,10 @@ public sealed class TandemClient : IAsyncDisposable
 
     private async Task<string> FindPrimaryAsync(CancellationToken token)
     {
-        Task<View> fetch;
-        lock (_viewLock)
-        {
-            // Concurrent calls that all lost the primary share one question to the coordinator.
-            if (_viewFetch is not { IsCompleted: false }) _viewFetch = Observed(FetchViewAsync());
-            fetch = _viewFetch;
-        }
         View view;
         try
         {
-            view = await fetch.WaitAsync(token);
+            view = await SharedViewFetch().WaitAsync(token);
         }
         catch (RetryableException) when (Alternate("") is { } known)
         {
@@ -329,7 +322,6 @@ public sealed class TandemClient : IAsyncDisposable
             return known;
         }
         if (view.Primary == "") throw new RetryableException($"waiting for a primary (coordinator {Options.Coordinator})");
-        lock (_viewLock) _lastView = view;
         Volatile.Write(ref _onAlternate, false);
         Volatile.Write(ref _primary, view.Primary);
         return view.Primary;
@@ -339,7 +331,12 @@ public sealed class TandemClient : IAsyncDisposable
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token);
         attempt.CancelAfter(Options.AttemptTimeout);
-        return View.FromResp(await AskCoordinatorAsync(Commands.VsView, attempt.Token));
+        View view = View.FromResp(await AskCoordinatorAsync(Commands.VsView, attempt.Token));
+        if (view.Primary != "")
+        {
+            lock (_viewLock) _lastView = view; // the servers to fall back on while the coordinator is silent
+        }
+        return view;
     }
 
     private async Task<RespValue> AskCoordinatorAsync(string command, CancellationToken token)

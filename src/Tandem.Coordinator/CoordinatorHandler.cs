@@ -56,8 +56,7 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                 return RespValue.Int(ViewService.ReportUnreachableBackup(command.Text(1), reportedView, command.Text(3)) ? 1 : 0);
             case Commands.VsView:
                 if (command.Count != 1) return WrongArity(name);
-                ViewServiceStatus status = ViewService.GetStatus();
-                return status.View.ToResp(status.Acked, status.LastAcked?.Number ?? 0);
+                return ViewService.GetView(out bool viewAcked, out long viewLastAcked).ToResp(viewAcked, viewLastAcked);
             case Commands.VsStatus:
                 return command.Count == 1 ? RespValue.Bulk(StatusJson(ViewService.GetStatus())) : WrongArity(name);
             default:

@@ -52,6 +52,17 @@ public sealed class ViewService
         get { lock (_lock) return _view; }
     }
 
+    /// <summary>The current view, whether its primary acknowledged it, and the newest acknowledged view's number.</summary>
+    public View GetView(out bool acked, out long lastAcked)
+    {
+        lock (_lock)
+        {
+            acked = _acked;
+            lastAcked = _lastAcked.Number;
+            return _view;
+        }
+    }
+
     /// <summary>Whether the current view's primary has acknowledged it (pinged with its number).</summary>
     public bool PrimaryAcked
     {
