@@ -194,7 +194,15 @@ public sealed class RespClientConnection : IAsyncDisposable
         }
         _outgoing.Writer.TryComplete();
         while (_outgoing.Reader.TryRead(out Outgoing item)) item.Reply.TrySetException(_failure);
-        try { _closed.Cancel(); } catch (ObjectDisposedException) { }
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (Exception)
+        {
+            // A cancellation callback of the socket pipes, racing their own completion, may throw; the
+            // connection is failed either way, and a caller of Abort must not see it.
+        }
         try { _socket.Dispose(); } catch (ObjectDisposedException) { }
     }
 
