@@ -248,9 +248,11 @@ public sealed class TandemClient : IAsyncDisposable
         catch (Exception e) when (e is not TandemException)
         {
             // No reply within the attempt: the flow may be dead, and a retry must not queue behind it.
-            // (A caller's own cancellation leaves the shared connection alone.)
-            if (sentAt != 0 && e is OperationCanceledException && System.Diagnostics.Stopwatch.GetElapsedTime(sentAt) >= Options.AttemptTimeout * 0.9)
-                connection?.Abort("no reply within the attempt timeout");
+            // Only a connection on which nothing at all arrived since is taken for dead: a busy one that answers
+            // other calls is kept, and so is a caller's own cancellation.
+            if (sentAt != 0 && e is OperationCanceledException && System.Diagnostics.Stopwatch.GetElapsedTime(sentAt) >= Options.AttemptTimeout * 0.9
+                && connection is { } silent && silent.LastReceivedTimestamp < sentAt)
+                silent.Abort("nothing received within the attempt timeout");
             Redirect(primary, Volatile.Read(ref _onAlternate) ? null : Alternate(primary));
             if (!IsTransient(e)) throw;
             throw new RetryableException($"waiting for primary {primary}: {Describe(e, token)}", e);

@@ -48,6 +48,11 @@ public sealed class RespClientConnection : IAsyncDisposable
     /// <summary>The <c>HOST:PORT</c> this connection goes to.</summary>
     public string Address { get; }
 
+    /// <summary>When bytes last arrived on this connection (<see cref="System.Diagnostics.Stopwatch"/> ticks; 0 before any).</summary>
+    public long LastReceivedTimestamp => Volatile.Read(ref _lastReceived);
+
+    private long _lastReceived;
+
     /// <summary>True once the connection has failed or been disposed; make a new one.</summary>
     public bool IsBroken => _closed.IsCancellationRequested;
 
@@ -164,6 +169,7 @@ public sealed class RespClientConnection : IAsyncDisposable
             while (true)
             {
                 ReadResult result = await _reader.ReadAsync(_closed.Token);
+                Volatile.Write(ref _lastReceived, System.Diagnostics.Stopwatch.GetTimestamp());
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 while (RespReader.TryReadValue(ref buffer, _limits, out RespValue? value))
                 {
