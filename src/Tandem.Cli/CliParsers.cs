@@ -59,6 +59,27 @@ internal static class CliParsers
         return option;
     }
 
+    /// <summary>A list of nodes: <c>HOST:PORT[,HOST:PORT...]</c> (one address is a list of one).</summary>
+    public static Option<string> RemoteList(string name, string description, Func<string>? defaultValue = null)
+    {
+        var option = new Option<string>(name) { Description = description, HelpName = "HOST:PORT[,HOST:PORT...]" };
+        if (defaultValue is null) option.Required = true;
+        else option.DefaultValueFactory = _ => defaultValue();
+        option.Validators.Add(result =>
+        {
+            string? text = result.GetValueOrDefault<string>();
+            try
+            {
+                CoordinatorMembers.Parse(text ?? "");
+            }
+            catch (FormatException e)
+            {
+                result.AddError($"{name}: {e.Message}");
+            }
+        });
+        return option;
+    }
+
     public static bool IsRemote(string? text)
     {
         if (string.IsNullOrWhiteSpace(text)) return false;

@@ -17,12 +17,43 @@ internal static class ClientCommands
         var key = new Argument<string>("KEY") { Description = "The key." };
         var value = new Argument<string>("VALUE") { Description = "The value (UTF-8)." };
 
-        var json = new Option<bool>("--json") { Description = "Print the coordinator's status as one line of JSON." };
-        yield return ClientCommand("status", "Show the current view and the servers the coordinator knows.", [json],
+        var json = new Option<bool>("--json") { Description = "Print the status as one line of JSON." };
+        yield return ClientCommand("status", "Show the current view, the servers the coordinator group knows, and each group member.", [json],
             async (parse, client, ct) =>
             {
                 string status = await client.GetStatusJsonAsync(ct);
-                return parse.GetValue(json) ? Compact(status) : Readable(status);
+                IReadOnlyList<CoordinatorMemberStatus> members = await client.GetCoordinatorMembersAsync(ct);
+                string merged = WithCoordinators(status, members);
+                return parse.GetValue(json) ? merged : Readable(merged);
+            });
+        var confirm = new Option<bool>("--yes-the-data-is-lost")
+        {
+            Description = "Required: you accept that every acknowledged write is given up.",
+        };
+        yield return ClientCommand("new-history",
+            "When every copy of the data is gone (each server of the view restarted empty), start a new, empty history on a live server. Refused while a live server holds the data.",
+            [confirm],
+            async (parse, client, ct) =>
+            {
+                if (!parse.GetValue(confirm)) throw new TandemException("ERR", "new-history gives up every acknowledged write; pass --yes-the-data-is-lost to do it");
+                Tandem.Protocol.View view = await client.StartNewHistoryAsync(ct);
+                return $"new history started: {view}";
+            });
+        var member = new Argument<string>("MEMBER") { Description = "The member's HOST:PORT (its --listen address)." };
+        Option<int> offset = NodeCommands.RaftPortOffset();
+        yield return ClientCommand("add-coordinator",
+            "Add a member to the coordinator group (start it first, with --peers listing the new group). The leader catches it up, then commits the new membership.",
+            [member, offset],
+            async (parse, client, ct) =>
+            {
+                await client.ChangeCoordinatorGroupAsync(add: true, NodeCommands.RaftEndPoint(parse.GetValue(member)!, parse.GetValue(offset)).ToString(), ct);
+                return "OK";
+            });
+        yield return ClientCommand("remove-coordinator", "Remove a member from the coordinator group (a dead one, or one to retire).", [member, offset],
+            async (parse, client, ct) =>
+            {
+                await client.ChangeCoordinatorGroupAsync(add: false, NodeCommands.RaftEndPoint(parse.GetValue(member)!, parse.GetValue(offset)).ToString(), ct);
+                return "OK";
             });
         yield return ClientCommand("get", "Print the value of KEY (an empty line if it is not set).", [key],
             (parse, client, ct) => client.GetAsync(parse.GetValue(key)!, ct));
@@ -44,8 +75,8 @@ internal static class ClientCommands
     private static Command ClientCommand(string name, string description, Symbol[] symbols,
         Func<ParseResult, TandemClient, CancellationToken, Task<string>> run)
     {
-        Option<string> coordinator = CliParsers.Remote("--coordinator",
-            $"The coordinator. Default: ${CoordinatorVariable}, else 127.0.0.1:7000.",
+        Option<string> coordinator = CliParsers.RemoteList("--coordinator",
+            $"The coordinator group's members. Default: ${CoordinatorVariable}, else 127.0.0.1:7000.",
             () => Environment.GetEnvironmentVariable(CoordinatorVariable) is { Length: > 0 } env ? env : "127.0.0.1:7000");
         Option<TimeSpan?> timeout = CliParsers.Duration("--timeout", DefaultTimeout, "Give up after this long.");
 
@@ -74,7 +105,7 @@ internal static class ClientCommands
                 Console.WriteLine(await run(parse, client, ct));
                 return 0;
             }
-            catch (Exception e) when (e is TimeoutException or TandemException or JsonException)
+            catch (Exception e) when (e is TimeoutException or TandemException or JsonException or FormatException)
             {
                 return NodeCommands.Fail(e.Message);
             }
@@ -82,10 +113,15 @@ internal static class ClientCommands
         return command;
     }
 
-    private static string Compact(string json)
+    /// <summary>The leader's status with <c>"coordinators"</c> added: each member's address, role and term, as it says itself.</summary>
+    private static string WithCoordinators(string status, IReadOnlyList<CoordinatorMemberStatus> members)
     {
-        using JsonDocument document = JsonDocument.Parse(json);
-        return document.RootElement.GetRawText().Contains('\n') ? JsonSerializer.Serialize(document.RootElement) : document.RootElement.GetRawText();
+        var root = System.Text.Json.Nodes.JsonNode.Parse(status)!.AsObject();
+        var list = new System.Text.Json.Nodes.JsonArray();
+        foreach (CoordinatorMemberStatus m in members)
+            list.Add(new System.Text.Json.Nodes.JsonObject { ["address"] = m.Address, ["role"] = m.Role, ["term"] = m.Term });
+        root["coordinators"] = list;
+        return root.ToJsonString();
     }
 
     private static string Readable(string json)
@@ -99,6 +135,8 @@ internal static class ClientCommands
         text.AppendLine($"view:    {Field("view")}{(root.TryGetProperty("acked", out JsonElement acked) && acked.ValueKind == JsonValueKind.False ? " (not yet acknowledged by the primary)" : "")}");
         text.AppendLine($"primary: {Field("primary")}");
         text.AppendLine($"backup:  {Field("backup")}");
+        if (root.TryGetProperty("dataLost", out JsonElement lost) && lost.ValueKind == JsonValueKind.True)
+            text.AppendLine("DATA LOST: every server that held the data restarted empty; `tandem new-history --yes-the-data-is-lost` starts a new, empty history.");
         text.Append("servers:");
         if (root.TryGetProperty("servers", out JsonElement servers) && servers.ValueKind == JsonValueKind.Array && servers.GetArrayLength() > 0)
         {
@@ -107,6 +145,11 @@ internal static class ClientCommands
         else
         {
             text.Append(" (none)");
+        }
+        if (root.TryGetProperty("coordinators", out JsonElement coordinators) && coordinators.ValueKind == JsonValueKind.Array)
+        {
+            text.Append("\ncoordinators:");
+            foreach (JsonElement c in coordinators.EnumerateArray()) text.Append("\n  ").Append(Describe(c));
         }
         return text.ToString();
     }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Tandem.Coordinator;
+using Tandem.Protocol;
 using Tandem.Server;
 
 namespace Tandem.Cli;
@@ -31,17 +32,45 @@ internal static class NodeCommands
         Option<TimeSpan?> frameTimeout = CliParsers.Duration("--frame-timeout", Tandem.Net.RespConnectionHandler.DefaultFrameTimeout,
             "Close a client whose command stays incomplete this long.");
 
-        var command = new Command("coordinator", "Run the coordinator (view service).") { listen, pingInterval, deadPings, maxConnections, maxBuffered, frameTimeout };
+        Option<string> peers = CliParsers.RemoteList("--peers",
+            "Every member of the coordinator group, this one included (the same list on each member). Without it the group has one member.",
+            () => "");
+        peers.Validators.Clear();
+        var dataDir = new Option<string>("--data-dir")
+        {
+            HelpName = "DIR",
+            Description = "Where this member keeps its log of views (kept across restarts). Default: the directory coordinator-PORT under the working directory, PORT being --listen's port.",
+        };
+        Option<int> raftOffset = RaftPortOffset();
+        Option<TimeSpan?> electionTimeout = CliParsers.Duration("--election-timeout", DefaultElectionTimeout,
+            "Followers elect a new leader after hearing nothing from it for a random time between this and twice this.");
+
+        var command = new Command("coordinator", "Run a member of the coordinator group (the view service).")
+        {
+            listen, peers, dataDir, pingInterval, deadPings, raftOffset, electionTimeout, maxConnections, maxBuffered, frameTimeout,
+        };
         command.SetAction(async (parse, ct) =>
         {
             using ILoggerFactory logging = ConsoleLogging();
+            IPEndPoint endPoint = parse.GetValue(listen)!;
+            CoordinatorGroupOptions group;
+            try
+            {
+                group = GroupOptions(endPoint, parse.GetValue(peers) ?? "", parse.GetValue(dataDir), parse.GetValue(raftOffset),
+                    parse.GetDuration(electionTimeout, DefaultElectionTimeout));
+            }
+            catch (FormatException e)
+            {
+                return Fail(e.Message);
+            }
             CoordinatorNode node;
             try
             {
                 node = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
                 {
-                    Listen = parse.GetValue(listen)!,
+                    Listen = endPoint,
                     ViewService = new ViewServiceOptions { PingInterval = parse.GetDuration(pingInterval, DefaultPingInterval), DeadPings = parse.GetValue(deadPings) },
+                    Group = group,
                     MaxConnections = parse.GetValue(maxConnections),
                     MaxBufferedBytes = parse.GetValue(maxBuffered),
                     FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
@@ -50,14 +79,73 @@ internal static class NodeCommands
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                return Fail($"cannot start the coordinator on {parse.GetValue(listen)}: {e.Message}");
+                return Fail($"cannot start the coordinator on {endPoint}: {e.Message}");
             }
-            Console.WriteLine($"tandem coordinator listening on {node.Address}");
+            Console.WriteLine($"tandem coordinator listening on {node.Address}, group of {Math.Max(1, group.Peers.Count)} (Raft on {group.RaftListen}), data in {group.DataDirectory}");
             await Signals.WaitForShutdownAsync(ct);
             await node.StopAsync();
             return 0;
         });
         return command;
+    }
+
+    private static readonly TimeSpan DefaultElectionTimeout = TimeSpan.FromMilliseconds(150);
+
+    /// <summary>The default distance from a coordinator's port to its Raft port.</summary>
+    public const int DefaultRaftPortOffset = 10000;
+
+    internal static Option<int> RaftPortOffset()
+    {
+        var option = new Option<int>("--raft-port-offset")
+        {
+            HelpName = "N",
+            Description = "Each member also listens on its port + N for the group's Raft traffic (the same N on every member).",
+            DefaultValueFactory = _ => DefaultRaftPortOffset,
+        };
+        option.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 65534) r.AddError("--raft-port-offset must be between 1 and 65534"); });
+        return option;
+    }
+
+    /// <summary>
+    /// The group settings of the member listening on <paramref name="listen"/>: its RESP address, its Raft
+    /// address (port + offset) and every member's, resolved to IP addresses.
+    /// </summary>
+    internal static CoordinatorGroupOptions GroupOptions(IPEndPoint listen, string peers, string? dataDir, int raftOffset, TimeSpan electionTimeout)
+    {
+        if (listen.Port == 0) throw new FormatException("--listen: a coordinator needs a fixed port (its Raft port is port + --raft-port-offset)");
+        string self = AddressOf(listen);
+        IReadOnlyList<string> members = peers == "" ? [self] : Tandem.Net.CoordinatorMembers.Parse(peers);
+        var raft = members.Select(m => RaftEndPoint(m, raftOffset)).ToList();
+        IPEndPoint raftSelf = RaftEndPoint(self, raftOffset);
+        int at = raft.FindIndex(r => r.Equals(raftSelf) || r.Port == raftSelf.Port && listen.Address.Equals(IPAddress.Any));
+        if (at < 0) throw new FormatException($"--peers must list this member's --listen address {self} among the members");
+        return new CoordinatorGroupOptions
+        {
+            Address = members[at],
+            RaftListen = new IPEndPoint(listen.Address, raftSelf.Port),
+            RaftAdvertised = raft[at],
+            Peers = members.Select((m, i) => new CoordinatorPeer(m, raft[i])).ToList(),
+            DataDirectory = Path.GetFullPath(dataDir ?? $"coordinator-{listen.Port.ToString(CultureInfo.InvariantCulture)}"),
+            ElectionTimeout = electionTimeout,
+        };
+    }
+
+    private static string AddressOf(IPEndPoint listen) =>
+        listen.Address.Equals(IPAddress.Any) ? $"{Dns.GetHostName()}:{listen.Port.ToString(CultureInfo.InvariantCulture)}" : listen.ToString();
+
+    /// <summary>The Raft address of the member at <paramref name="address"/> (HOST:PORT): its IP, port + offset.</summary>
+    internal static IPEndPoint RaftEndPoint(string address, int offset)
+    {
+        var endPoint = Tandem.Net.RespClientConnection.ParseEndPoint(address);
+        (IPAddress ip, int port) = endPoint switch
+        {
+            IPEndPoint e => (e.Address, e.Port),
+            DnsEndPoint d => (Dns.GetHostAddresses(d.Host).OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).FirstOrDefault()
+                ?? throw new FormatException($"cannot resolve {d.Host}"), d.Port),
+            _ => throw new FormatException($"'{address}' is not HOST:PORT"),
+        };
+        if (port + offset > 65535) throw new FormatException($"{address}: port + --raft-port-offset {offset} is above 65535");
+        return new IPEndPoint(ip, port + offset);
     }
 
     private static Option<long> MaxBufferedBytes()
@@ -87,7 +175,7 @@ internal static class NodeCommands
     private static Command Server()
     {
         Option<IPEndPoint> listen = CliParsers.Listen("Address to listen on; it is also this server's identity in views.");
-        Option<string> coordinator = CliParsers.Remote("--coordinator", "The coordinator to ping.");
+        Option<string> coordinator = CliParsers.RemoteList("--coordinator", "The coordinator group's members (one address for a group of one); the server pings the leader.");
         Option<TimeSpan?> pingInterval = CliParsers.Duration("--ping-interval", DefaultPingInterval, "How often to ping the coordinator.");
         var advertise = new Option<string?>("--advertise")
         {
@@ -212,29 +300,46 @@ internal static class NodeCommands
     {
         var servers = new Option<int>("--servers") { HelpName = "N", Description = "Number of servers.", DefaultValueFactory = _ => 3 };
         servers.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100) r.AddError("--servers must be between 1 and 100"); });
-        var port = new Option<int>("--port") { HelpName = "PORT", Description = "Coordinator port; servers take the next ports.", DefaultValueFactory = _ => 7000 };
-        port.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 65000) r.AddError("--port must be between 1 and 65000"); });
+        var port = new Option<int>("--port") { HelpName = "PORT", Description = "First coordinator port; the other members and then the servers take the next ports.", DefaultValueFactory = _ => 7000 };
+        port.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 55000) r.AddError("--port must be between 1 and 55000"); });
+        var coordinators = new Option<int>("--coordinators")
+        {
+            HelpName = "N",
+            Description = $"Members of the coordinator group (1, 3 or 5), on PORT.. PORT+N-1, their Raft traffic on those ports + {DefaultRaftPortOffset}. Their logs live in a temporary directory removed on exit.",
+            DefaultValueFactory = _ => 1,
+        };
+        coordinators.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 9) r.AddError("--coordinators must be between 1 and 9"); });
 
-        var command = new Command("dev", "Run a coordinator and servers on 127.0.0.1 in this process, for trying Tandem out.") { servers, port };
+        var command = new Command("dev", "Run a coordinator group and servers on 127.0.0.1 in this process, for trying Tandem out.") { servers, port, coordinators };
         command.SetAction(async (parse, ct) =>
         {
-            int count = parse.GetValue(servers), basePort = parse.GetValue(port);
+            int count = parse.GetValue(servers), basePort = parse.GetValue(port), members = parse.GetValue(coordinators);
             using ILoggerFactory logging = ConsoleLogging();
-            CoordinatorNode coordinator;
+            string dataRoot = Directory.CreateTempSubdirectory("tandem-dev-").FullName;
+            string peers = string.Join(',', Enumerable.Range(basePort, members).Select(p => $"127.0.0.1:{p.ToString(CultureInfo.InvariantCulture)}"));
+            var group = new List<CoordinatorNode>();
             try
             {
-                coordinator = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+                for (int m = 0; m < members; m++)
                 {
-                    Listen = new IPEndPoint(IPAddress.Loopback, basePort),
-                    ViewService = new ViewServiceOptions(),
-                    LoggerFactory = logging,
-                }, ct);
+                    var listen = new IPEndPoint(IPAddress.Loopback, basePort + m);
+                    group.Add(await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+                    {
+                        Listen = listen,
+                        ViewService = new ViewServiceOptions(),
+                        Group = GroupOptions(listen, peers, Path.Combine(dataRoot, $"coordinator-{basePort + m}"), DefaultRaftPortOffset, DefaultElectionTimeout),
+                        LoggerFactory = logging,
+                    }, ct));
+                }
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                return Fail($"cannot start the coordinator on 127.0.0.1:{basePort}: {e.Message}");
+                await Task.WhenAll(group.Select(c => c.StopAsync()));
+                Directory.Delete(dataRoot, recursive: true);
+                return Fail($"cannot start coordinator {group.Count + 1} on 127.0.0.1:{basePort + group.Count}: {e.Message}");
             }
-            coordinator.ViewService.ViewChanged += view => Console.WriteLine($"{DateTime.Now:HH:mm:ss.fff} {view}");
+            group[0].ViewService.ViewChanged += view => Console.WriteLine($"{DateTime.Now:HH:mm:ss.fff} {view}");
+            View CurrentView() => group.Select(c => c.ViewService).FirstOrDefault(v => v.IsLeading)?.CurrentView ?? group[0].ViewService.CurrentView;
 
             var nodes = new List<ServerNode>();
             int exitCode = 0;
@@ -244,28 +349,28 @@ internal static class NodeCommands
                 {
                     nodes.Add(await ServerNode.StartAsync(new ServerNodeOptions
                     {
-                        Listen = new IPEndPoint(IPAddress.Loopback, basePort + i),
-                        Coordinator = coordinator.Address,
+                        Listen = new IPEndPoint(IPAddress.Loopback, basePort + members - 1 + i),
+                        Coordinator = peers,
                         LoggerFactory = logging,
                     }, ct));
                     // The first server becomes primary before the others start, so the tour's
                     // `redis-cli -p 7001` reaches the primary; then the first of the rest becomes its backup.
                     if (i == 1) await WaitUntilAsync(() => nodes[0].Replica.IsServingPrimary, ct);
                 }
-                if (count > 1) await WaitUntilAsync(() => nodes[0].Replica.ViewNumberForPing() == coordinator.ViewService.CurrentView.Number
-                                                          && coordinator.ViewService.CurrentView.Backup != "", ct);
-                PrintDevBanner(coordinator.Address, basePort, count);
+                if (count > 1) await WaitUntilAsync(() => nodes[0].Replica.ViewNumberForPing() == CurrentView().Number && CurrentView().Backup != "", ct);
+                PrintDevBanner(peers, basePort + members - 1, count, members);
                 await Signals.WaitForShutdownAsync(ct);
                 Console.WriteLine("stopping...");
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                exitCode = Fail($"cannot start server {nodes.Count + 1} on 127.0.0.1:{basePort + nodes.Count + 1}: {e.Message}");
+                exitCode = Fail($"cannot start server {nodes.Count + 1} on 127.0.0.1:{basePort + members + nodes.Count}: {e.Message}");
             }
             finally
             {
                 await Task.WhenAll(nodes.Select(n => n.StopAsync()));
-                await coordinator.StopAsync();
+                await Task.WhenAll(group.Select(c => c.StopAsync()));
+                Directory.Delete(dataRoot, recursive: true);
             }
             return exitCode;
         });
@@ -277,13 +382,14 @@ internal static class NodeCommands
         while (!condition()) await Task.Delay(20, ct);
     }
 
-    private static void PrintDevBanner(string coordinator, int basePort, int count)
+    private static void PrintDevBanner(string coordinator, int basePort, int count, int members)
     {
         string first = (basePort + 1).ToString(CultureInfo.InvariantCulture);
         string last = (basePort + count).ToString(CultureInfo.InvariantCulture);
         string flag = coordinator == "127.0.0.1:7000" ? "" : $" --coordinator {coordinator}";
+        string who = members == 1 ? $"coordinator on {coordinator}" : $"coordinator group of {members} on {coordinator}";
         Console.WriteLine($"""
-            tandem dev: coordinator on {coordinator}, {count} server(s) on 127.0.0.1:{first}{(count > 1 ? "-" + last : "")}
+            tandem dev: {who}, {count} server(s) on 127.0.0.1:{first}{(count > 1 ? "-" + last : "")}
               tandem status{flag}
               tandem put KEY VALUE{flag}
               tandem get KEY{flag}

@@ -21,6 +21,7 @@ public sealed class TandemClient : IAsyncDisposable
     private readonly CancellationTokenSource _disposed = new();
     private readonly Dictionary<string, Task<RespClientConnection>> _connections = new();
     private readonly Lock _viewLock = new();
+    private readonly CoordinatorMembers _coordinators;
     private Task<View>? _viewFetch;
     private string? _primary;
     private View _lastView = View.Empty;
@@ -29,7 +30,11 @@ public sealed class TandemClient : IAsyncDisposable
     private Task<Session>? _session;
 
     /// <summary>Creates a client; it connects lazily, on the first call.</summary>
-    public TandemClient(TandemClientOptions? options = null) => Options = options ?? new TandemClientOptions();
+    public TandemClient(TandemClientOptions? options = null)
+    {
+        Options = options ?? new TandemClientOptions();
+        _coordinators = new CoordinatorMembers(Options.Coordinator);
+    }
 
     /// <summary>The settings.</summary>
     public TandemClientOptions Options { get; }
@@ -137,6 +142,53 @@ public sealed class TandemClient : IAsyncDisposable
     public Task<string> GetStatusJsonAsync(CancellationToken cancellationToken = default) =>
         RetryAsync(async token => Expect(await AskCoordinatorAsync(Commands.VsStatus, token), RespKind.BulkString).Text,
             cancellationToken);
+
+    /// <summary>
+    /// Starts a new, empty history (<c>VS.NEWHISTORY</c>): the operator's answer when every copy of the data is
+    /// gone. The coordinator refuses while a live server holds the last acknowledged view.
+    /// </summary>
+    /// <returns>The first view of the new history.</returns>
+    public Task<View> StartNewHistoryAsync(CancellationToken cancellationToken = default) =>
+        RetryAsync(async token => View.FromResp(await AskCoordinatorAsync(Commands.VsNewHistory, token)), cancellationToken);
+
+    /// <summary>Adds (or removes) the coordinator group member whose Raft address is <paramref name="raftAddress"/>.</summary>
+    public Task ChangeCoordinatorGroupAsync(bool add, string raftAddress, CancellationToken cancellationToken = default) =>
+        RetryAsync(async token =>
+        {
+            // Catching a new member up may take longer than one attempt.
+            using var longer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
+            longer.CancelAfter(TimeSpan.FromSeconds(30));
+            return await AskCoordinatorAsync(add ? Commands.VsAddMember : Commands.VsRemoveMember, longer.Token, raftAddress);
+        }, cancellationToken);
+
+    /// <summary>
+    /// Asks every coordinator group member given in <see cref="TandemClientOptions.Coordinator"/> about itself
+    /// (<c>VS.MEMBER</c>), each within one attempt timeout: one entry per member, in order.
+    /// </summary>
+    public async Task<IReadOnlyList<CoordinatorMemberStatus>> GetCoordinatorMembersAsync(CancellationToken cancellationToken = default)
+    {
+        IReadOnlyList<string> members = CoordinatorMembers.Parse(Options.Coordinator);
+        return await Task.WhenAll(members.Select(async address =>
+        {
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
+            attempt.CancelAfter(Options.AttemptTimeout);
+            try
+            {
+                RespClientConnection connection = await ConnectAsync(address, attempt.Token);
+                RespValue reply = await connection.SendAsync(attempt.Token, Commands.VsMember);
+                if (reply.Kind != RespKind.BulkString) return new CoordinatorMemberStatus(address, "unreachable", null, null);
+                using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
+                System.Text.Json.JsonElement root = json.RootElement;
+                string leader = root.GetProperty("leader").GetString() ?? "";
+                return new CoordinatorMemberStatus(address, root.GetProperty("role").GetString() ?? "follower", root.GetProperty("term").GetInt64(),
+                    leader == "" ? null : leader);
+            }
+            catch (Exception e) when (IsTransient(e) || e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                return new CoordinatorMemberStatus(address, "unreachable", null, null);
+            }
+        }));
+    }
 
     /// <summary>
     /// A write the caller may retry across its own timeouts and cancellations with the same client id and request
@@ -323,7 +375,7 @@ public sealed class TandemClient : IAsyncDisposable
             Volatile.Write(ref _primary, known);
             return known;
         }
-        if (view.Primary == "") throw new RetryableException($"waiting for a primary (coordinator {Options.Coordinator})");
+        if (view.Primary == "") throw new RetryableException($"waiting for a primary (coordinator {_coordinators.Current})");
         Volatile.Write(ref _onAlternate, false);
         Volatile.Write(ref _primary, view.Primary);
         return view.Primary;
@@ -341,18 +393,35 @@ public sealed class TandemClient : IAsyncDisposable
         return view;
     }
 
-    private async Task<RespValue> AskCoordinatorAsync(string command, CancellationToken token)
+    /// <summary>
+    /// Asks the coordinator group: the member that led last, else the next one; a member that does not lead names
+    /// the leader (followed at once), a member that does not answer is passed over for the next.
+    /// </summary>
+    private async Task<RespValue> AskCoordinatorAsync(string command, CancellationToken token, params string[] arguments)
     {
-        try
+        int members = _coordinators.All.Count;
+        for (int tries = 1; ; tries++)
         {
-            RespClientConnection connection = await ConnectAsync(Options.Coordinator, token);
-            RespValue reply = await connection.SendAsync(token, command);
-            if (reply.IsError) throw new TandemException(reply.ErrorCode, $"coordinator {Options.Coordinator}: {reply.Text}");
-            return reply;
-        }
-        catch (Exception e) when (IsTransient(e) && e is not RetryableException)
-        {
-            throw new RetryableException($"waiting for the coordinator {Options.Coordinator}: {Describe(e, token)}", e);
+            string target = _coordinators.Current;
+            try
+            {
+                RespClientConnection connection = await ConnectAsync(target, token);
+                RespValue reply = await connection.SendAsync(token, [command, .. arguments]);
+                if (reply.IsError && reply.ErrorCode == ErrorCodes.NotLeader)
+                {
+                    _coordinators.Redirected(target, reply.Text);
+                    if (tries <= 2 * members) continue;
+                    throw new RetryableException($"waiting for the coordinator group to elect a leader ({target}: {reply.Text})");
+                }
+                if (reply.IsError) throw new TandemException(reply.ErrorCode, $"coordinator {target}: {reply.Text}");
+                return reply;
+            }
+            catch (Exception e) when (IsTransient(e) && e is not RetryableException)
+            {
+                _coordinators.Failed(target);
+                if (tries < members && !token.IsCancellationRequested) continue;
+                throw new RetryableException($"waiting for the coordinator {target}: {Describe(e, token)}", e);
+            }
         }
     }
 

@@ -15,7 +15,10 @@ public sealed record TandemClientOptions
     /// <summary>The largest value a server accepts (<c>tandem server --max-value-bytes</c> at most): 512 MiB.</summary>
     public const int MaxServerValueBytes = 512 * 1024 * 1024;
 
-    /// <summary>The coordinator, <c>HOST:PORT</c>. Default <c>127.0.0.1:7000</c>.</summary>
+    /// <summary>
+    /// The coordinator group's members, <c>HOST:PORT[,HOST:PORT...]</c> (one address for a group of one).
+    /// Default <c>127.0.0.1:7000</c>.
+    /// </summary>
     public string Coordinator
     {
         get => _coordinator;
@@ -24,7 +27,7 @@ public sealed record TandemClientOptions
             ArgumentNullException.ThrowIfNull(value);
             try
             {
-                RespClientConnection.ParseEndPoint(value);
+                CoordinatorMembers.Parse(value);
             }
             catch (FormatException e)
             {
@@ -77,3 +80,10 @@ public sealed record TandemClientOptions
     /// <summary>Limits for reading replies: values up to <see cref="MaxValueBytes"/>, and room for error texts.</summary>
     internal RespLimits ReplyLimits => new() { MaxBulkLength = Math.Max(MaxValueBytes, 1024 * 1024) };
 }
+
+/// <summary>One coordinator group member as it describes itself (<c>VS.MEMBER</c>).</summary>
+/// <param name="Address">The member's address, as given in <see cref="TandemClientOptions.Coordinator"/>.</param>
+/// <param name="Role"><c>leader</c>, <c>follower</c>, or <c>unreachable</c> when it did not answer.</param>
+/// <param name="Term">Its Raft term; null when unreachable.</param>
+/// <param name="Leader">The leader it knows of; null when none (or unreachable).</param>
+public sealed record CoordinatorMemberStatus(string Address, string Role, long? Term, string? Leader);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.Net;
 using System.Text.Json;
 using Microsoft.AspNetCore.Connections;
 using Tandem.Net;
@@ -9,26 +10,61 @@ namespace Tandem.Coordinator;
 
 /// <summary>
 /// The coordinator's RESP endpoint: <c>PING</c>, <c>VS.PING addr viewnum</c>,
-/// <c>VS.UNREACHABLE primary viewnum backup</c>, <c>VS.VIEW</c> and
-/// <c>VS.STATUS</c> (one JSON bulk string). Anything else gets an <c>ERR</c> reply.
+/// <c>VS.UNREACHABLE primary viewnum backup</c>, <c>VS.VIEW</c>, <c>VS.STATUS</c> (one JSON bulk string),
+/// <c>VS.MEMBER</c>, <c>VS.NEWHISTORY</c>, <c>VS.ADDMEMBER</c> and <c>VS.REMOVEMEMBER</c>. A member of a group
+/// that does not lead answers <c>PING</c> and <c>VS.MEMBER</c> itself and everything else with
+/// <c>NOTLEADER</c>, naming the leader when it knows it. Anything unknown gets an <c>ERR</c> reply.
 /// </summary>
-public sealed class CoordinatorHandler(ViewService viewService) : RespConnectionHandler
+public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup? group = null, string address = "") : RespConnectionHandler
 {
     private const int MaxEchoedNameLength = 64;
     private static readonly RespValue Pong = RespValue.Simple("PONG");
+    private static readonly TimeSpan MaxAckWait = TimeSpan.FromSeconds(1);
 
     /// <summary>The engine this endpoint serves.</summary>
     public ViewService ViewService { get; } = viewService ?? throw new ArgumentNullException(nameof(viewService));
 
-    /// <inheritdoc />
-    protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection) =>
-        ValueTask.FromResult<RespValue?>(Execute(command));
+    /// <summary>This process's member of the coordinator group; null when the engine runs alone, in memory.</summary>
+    public CoordinatorGroup? Group { get; } = group;
 
-    /// <summary>Answers one command (no I/O).</summary>
+    /// <summary>This endpoint's own address (reported by <c>VS.MEMBER</c>).</summary>
+    public string Address { get; set; } = address;
+
+    /// <inheritdoc />
+    protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        if (NotLeader(command.Name) is { } redirect) return redirect;
+        switch (command.Name)
+        {
+            case Commands.VsPing:
+                RespValue reply = Execute(command);
+                // An ack is being committed in the group's log: answer once it is, so the primary learns it now.
+                if (ViewService.PendingCommit is { } commit && reply.Kind == RespKind.Array && reply.Items![3].Integer == 0)
+                {
+                    try { await commit.WaitAsync(MaxAckWait); }
+                    catch (TimeoutException) { return reply; }
+                    return ViewService.GetView(out bool acked, out long lastAcked).ToResp(acked, lastAcked);
+                }
+                return reply;
+            case Commands.VsNewHistory:
+                if (command.Count != 1) return WrongArity(command.Name);
+                return await ViewService.StartNewHistoryAsync() is { } refused
+                    ? RespValue.Error($"{ErrorCodes.Err} {refused}")
+                    : ViewService.GetView(out bool newAcked, out long newLastAcked).ToResp(newAcked, newLastAcked);
+            case Commands.VsAddMember or Commands.VsRemoveMember:
+                return await ChangeMembersAsync(command);
+            default:
+                return Execute(command);
+        }
+    }
+
+    /// <summary>Answers one command that needs no waiting (no I/O).</summary>
     public RespValue Execute(RespCommand command)
     {
         ArgumentNullException.ThrowIfNull(command);
         string name = command.Name;
+        if (NotLeader(name) is { } redirect) return redirect;
         switch (name)
         {
             case "PING":
@@ -59,11 +95,60 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
                 return ViewService.GetView(out bool viewAcked, out long viewLastAcked).ToResp(viewAcked, viewLastAcked);
             case Commands.VsStatus:
                 return command.Count == 1 ? RespValue.Bulk(StatusJson(ViewService.GetStatus())) : WrongArity(name);
+            case Commands.VsMember:
+                return command.Count == 1 ? RespValue.Bulk(MemberJson()) : WrongArity(name);
             default:
                 string sent = command.Text(0);
                 if (sent.Length > MaxEchoedNameLength) sent = sent[..MaxEchoedNameLength] + "...";
                 return RespValue.Error($"{ErrorCodes.Err} unknown command '{sent}'");
         }
+    }
+
+    /// <summary>The reply of a member that does not lead to a command only the leader answers; null when it leads.</summary>
+    private RespValue? NotLeader(string name)
+    {
+        if (name is "PING" or Commands.VsMember || ViewService.IsLeading) return null;
+        if (name is not (Commands.VsPing or Commands.VsView or Commands.VsStatus or Commands.VsUnreachable or Commands.VsNewHistory
+            or Commands.VsAddMember or Commands.VsRemoveMember)) return null;
+        return Group?.LeaderAddress is { } leader && leader != Address
+            ? RespValue.Error($"{ErrorCodes.NotLeader} leader {leader}")
+            : RespValue.Error($"{ErrorCodes.NotLeader} no leader is known");
+    }
+
+    private async Task<RespValue> ChangeMembersAsync(RespCommand command)
+    {
+        bool add = command.Name == Commands.VsAddMember;
+        if (command.Count != 2) return WrongArity(command.Name);
+        if (Group is null) return RespValue.Error($"{ErrorCodes.Err} this coordinator runs alone, without a group");
+        if (!IPEndPoint.TryParse(command.Text(1), out IPEndPoint? raft) || raft.Port == 0)
+            return RespValue.Error($"{ErrorCodes.Err} the member's Raft address must be IP:PORT");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            bool done = add ? await Group.AddMemberAsync(raft, timeout.Token) : await Group.RemoveMemberAsync(raft, timeout.Token);
+            return done ? RespValue.Simple("OK") : RespValue.Error($"{ErrorCodes.Err} {(add ? "already a member" : "not a member")}: {raft}");
+        }
+        catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or TimeoutException)
+        {
+            return RespValue.Error($"{ErrorCodes.TryAgain} the group did not commit the change: {e.Message}");
+        }
+    }
+
+    /// <summary><c>VS.MEMBER</c>: <c>{"address","role","term","leader","view"}</c>.</summary>
+    private byte[] MemberJson()
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("address", Address);
+            json.WriteString("role", ViewService.IsLeading ? "leader" : "follower");
+            json.WriteNumber("term", Group?.Term ?? 0);
+            json.WriteString("leader", ViewService.IsLeading ? Address : Group?.LeaderAddress ?? "");
+            json.WriteNumber("view", ViewService.CurrentView.Number);
+            json.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
     }
 
     /// <summary>
@@ -82,6 +167,7 @@ public sealed class CoordinatorHandler(ViewService viewService) : RespConnection
             json.WriteString("backup", status.View.Backup);
             json.WriteBoolean("acked", status.Acked);
             json.WriteNumber("lastAckedView", status.LastAcked?.Number ?? 0);
+            json.WriteBoolean("dataLost", status.DataLost);
             json.WriteNumber("pingIntervalMs", status.PingInterval.TotalMilliseconds);
             json.WriteNumber("deadPings", status.DeadPings);
             json.WriteStartArray("servers");

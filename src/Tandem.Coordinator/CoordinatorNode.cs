@@ -6,19 +6,26 @@ using Tandem.Net;
 
 namespace Tandem.Coordinator;
 
-/// <summary>A running coordinator: the view service engine, its timer and its RESP listener.</summary>
+/// <summary>
+/// A running coordinator: the view service engine, its timer, its RESP listener and, normally, its member of the
+/// replicated, persistent coordinator group.
+/// </summary>
 public sealed class CoordinatorNode : IAsyncDisposable
 {
     private readonly RespHost _host;
     private readonly IDisposable _timer;
 
-    private CoordinatorNode(ViewService viewService, RespHost host, IDisposable timer)
+    private CoordinatorNode(ViewService viewService, CoordinatorGroup? group, RespHost host, IDisposable timer, string address)
     {
         ViewService = viewService;
+        Group = group;
         _host = host;
         _timer = timer;
-        Address = Advertise(host.EndPoint);
+        Address = address;
     }
+
+    /// <summary>This process's member of the coordinator group; null when the engine runs alone, in memory.</summary>
+    public CoordinatorGroup? Group { get; }
 
     /// <summary>The address actually bound, <c>HOST:PORT</c> (for example <c>127.0.0.1:41234</c>).</summary>
     public string Address { get; }
@@ -30,24 +37,41 @@ public sealed class CoordinatorNode : IAsyncDisposable
     public static async Task<CoordinatorNode> StartAsync(CoordinatorNodeOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var viewService = new ViewService(options.ViewService);
         ILogger log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Tandem.Coordinator");
+        CoordinatorGroup? group = null;
+        ViewService viewService;
+        if (options.Group is { } groupOptions)
+            (group, viewService) = await CoordinatorGroup.StartAsync(groupOptions, options.ViewService, options.LoggerFactory, cancellationToken);
+        else
+            viewService = new ViewService(options.ViewService);
         viewService.ViewChanged += view => log.LogInformation("new {View}", view);
-        var handler = new CoordinatorHandler(viewService)
+        var handler = new CoordinatorHandler(viewService, group)
         {
             MaxFrameBytes = CoordinatorNodeOptions.MaxFrameBytes,
             MaxBufferedBytes = options.MaxBufferedBytes,
             FrameTimeout = options.FrameTimeout,
         };
-        RespHost host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, options.MaxConnections);
-        return new CoordinatorNode(viewService, host, viewService.Start());
+        RespHost host;
+        try
+        {
+            host = await RespHost.StartAsync(options.Listen, handler, options.LoggerFactory, cancellationToken, options.MaxConnections);
+        }
+        catch
+        {
+            if (group is not null) await group.DisposeAsync();
+            throw;
+        }
+        string address = options.Group?.Address ?? Advertise(host.EndPoint);
+        handler.Address = address;
+        return new CoordinatorNode(viewService, group, host, viewService.Start(), address);
     }
 
-    /// <summary>Stops the timer and the listener; open connections get a moment to finish.</summary>
+    /// <summary>Stops the timer, the listener (open connections get a moment to finish) and leaves the group.</summary>
     public async Task StopAsync()
     {
         _timer.Dispose();
         await _host.StopAsync();
+        if (Group is not null) await Group.DisposeAsync();
     }
 
     /// <inheritdoc />

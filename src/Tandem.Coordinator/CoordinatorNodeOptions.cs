@@ -16,6 +16,12 @@ public sealed record CoordinatorNodeOptions
     /// <summary>The view service settings.</summary>
     public ViewServiceOptions ViewService { get; init; } = new();
 
+    /// <summary>
+    /// This process's member of the coordinator group (its Raft address, the members, the data directory). Null
+    /// runs the engine alone and in memory: a restart then forgets every view, so production always sets it.
+    /// </summary>
+    public CoordinatorGroupOptions? Group { get; init; }
+
     /// <summary>Most connections served at once (servers and clients together). Default 10,000.</summary>
     public int MaxConnections
     {

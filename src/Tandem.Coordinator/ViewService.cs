@@ -15,6 +15,13 @@ namespace Tandem.Coordinator;
 /// having pinged a view number has restarted. The next primary is always the current primary or backup, and a
 /// backup only if it is alive and not restarted. A new backup is the live idle server that first pinged
 /// (preferring one that did not just restart and one its primary has not reported unreachable), or none.
+/// <para>
+/// With an <see cref="IViewLog"/> (the coordinator group), the engine decides only while it leads, and every
+/// durable change (a new view, an ack) is committed in the group's log before anyone can learn it: a decision
+/// becomes a proposal, and the state changes when the committed record is applied (<see cref="Apply"/>). One
+/// proposal is in flight at a time. A new leader starts (<see cref="StartLeading"/>) by treating the servers of
+/// the current view as alive for one dead time, and promotes nobody it has not heard from itself.
+/// </para>
 /// </remarks>
 public sealed class ViewService
 {
@@ -30,14 +37,88 @@ public sealed class ViewService
     private bool _backupReported;
     private View _lastAcked = View.Empty;
     private long _nextOrder;
+    private readonly IViewLog? _log;
+    private bool _leading;
+    private Task<bool>? _proposal;
 
     /// <summary>Creates an engine at view 0 with no servers. Call <see cref="Start"/> to run its timer.</summary>
-    public ViewService(ViewServiceOptions options)
+    /// <param name="options">The settings.</param>
+    /// <param name="log">
+    /// Where durable changes are committed (the coordinator group). Null: the engine keeps its state in memory
+    /// and always leads (one process, no persistence; tests of the rules use it).
+    /// </param>
+    public ViewService(ViewServiceOptions options, IViewLog? log = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
         _time = options.TimeProvider;
         _deadTime = options.DeadTime;
+        _log = log;
+        _leading = log is null;
+    }
+
+    /// <summary>Whether this engine decides views: always without a log; with one, while its member leads the group.</summary>
+    public bool IsLeading
+    {
+        get { lock (_lock) return _leading; }
+    }
+
+    /// <summary>The commit in flight (a view change or an ack), if any: a ping handler may wait for it.</summary>
+    public Task? PendingCommit
+    {
+        get { lock (_lock) return _proposal is { IsCompleted: false } p ? p : null; }
+    }
+
+    /// <summary>
+    /// Applies a record committed in the group's log (every member, in log order). Records older than the
+    /// current view are ignored; raises <see cref="ViewChanged"/> when the view changes.
+    /// </summary>
+    public void Apply(ViewRecord record)
+    {
+        bool changed;
+        lock (_tickLock)
+        {
+            lock (_lock)
+            {
+                if (record.View.Number < _view.Number) return;
+                changed = record.View != _view;
+                if (changed) Install(record.View);
+                _acked = record.Acked;
+                _lastAcked = record.LastAcked;
+                // The ack clears a restart flag a lost reply caused, unless the primary pinged 0 since its ack.
+                if (record.Acked && _servers.TryGetValue(record.View.Primary, out ServerState? p) && p.ViewNumber == record.View.Number)
+                    p.Restarted = false;
+            }
+            if (changed) ViewChanged?.Invoke(record.View);
+        }
+    }
+
+    /// <summary>
+    /// This member now leads and has applied every committed record. Who pinged when is forgotten; the servers of
+    /// the current view are taken as alive, at that view, for one dead time, but none is promoted or chosen
+    /// until it has pinged this leader.
+    /// </summary>
+    public void StartLeading()
+    {
+        lock (_lock)
+        {
+            long now = _time.GetTimestamp();
+            _servers.Clear();
+            foreach (string address in (string[])[_view.Primary, _view.Backup])
+            {
+                if (address == "") continue;
+                _servers[address] = new ServerState(_nextOrder++) { LastPing = now, ViewNumber = _view.Number, Heard = false };
+            }
+            _backupReported = false;
+            _proposal = null;
+            _leading = true;
+        }
+    }
+
+    /// <summary>This member no longer leads: it decides nothing until <see cref="StartLeading"/>.</summary>
+    public void StopLeading()
+    {
+        lock (_lock) _leading = false;
     }
 
     /// <summary>The settings.</summary>
@@ -107,19 +188,28 @@ public sealed class ViewService
             if (!_servers.TryGetValue(server, out ServerState? s))
                 _servers.Add(server, s = new ServerState(_nextOrder++));
             s.LastPing = _time.GetTimestamp();
+            s.Heard = true;
             // A running server never goes back to 0 once it has pinged a view number (a would-be primary that
             // has lost its state pings 0 too, which is the same thing): 0 after a number is a restart. A 0 that
             // follows 0 only means the server has not taken on a view yet, so a lost reply is harmless.
             if (viewNumber == 0 && s.ViewNumber > 0) s.Restarted = true;
             s.ViewNumber = viewNumber;
             s.HeldView = heldView;
-            if (server == _view.Primary && viewNumber == _view.Number)
+            if (server == _view.Primary && viewNumber == _view.Number && !_acked)
             {
                 // Tandem servers never acknowledge a view in which they are primary without holding its state
                 // (they ping 0 instead), so an ack also clears a restart flag that a lost reply caused.
-                _acked = true;
-                _lastAcked = _view;
-                s.Restarted = false;
+                if (_log is null)
+                {
+                    _acked = true;
+                    _lastAcked = _view;
+                    s.Restarted = false;
+                }
+                else if (_leading && _proposal is not { IsCompleted: false })
+                {
+                    // The ack counts once committed: the primary learns it from a later reply.
+                    Propose(new ViewRecord(_view, true, _view));
+                }
             }
             acked = _acked;
             lastAcked = _lastAcked.Number;
@@ -140,7 +230,7 @@ public sealed class ViewService
         ArgumentException.ThrowIfNullOrEmpty(backup);
         lock (_lock)
         {
-            if (viewNumber != _view.Number || primary != _view.Primary || backup != _view.Backup) return false;
+            if (!_leading || viewNumber != _view.Number || primary != _view.Primary || backup != _view.Backup) return false;
             _backupReported = true;
             if (_servers.TryGetValue(backup, out ServerState? s))
                 s.PassOverUntil = _time.GetTimestamp() + (long)(Options.UnreachableCooldown.TotalSeconds * _time.TimestampFrequency);
@@ -157,12 +247,20 @@ public sealed class ViewService
             View? next;
             lock (_lock)
             {
+                if (!_leading || _proposal is { IsCompleted: false }) return;
                 long now = _time.GetTimestamp();
                 Forget(now);
                 next = NextView(now);
-                if (next is { } view) Install(view);
+                if (next is not { } view) return;
+                if (_log is not null)
+                {
+                    // A fallback to the history's start (nothing ever acknowledged) keeps last-acked at none.
+                    Propose(new ViewRecord(view, false, _lastAcked));
+                    return;
+                }
+                Install(view);
             }
-            if (next is { } changed) ViewChanged?.Invoke(changed);
+            ViewChanged?.Invoke(next.Value);
         }
     }
 
@@ -180,8 +278,91 @@ public sealed class ViewService
                 p.Value.ViewNumber,
                 p.Value.Restarted,
                 p.Value.HeldView)).ToList();
-            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers, _lastAcked);
+            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers, _lastAcked) { DataLost = IsDataLost(now) };
         }
+    }
+
+    /// <summary>
+    /// The data is lost: a view was acknowledged, and every server that may hold its state has pinged this
+    /// leader, is alive, and holds nothing (each restarted empty). The engine then waits for ever; only
+    /// <see cref="StartNewHistoryAsync"/> moves on.
+    /// </summary>
+    public bool DataLost
+    {
+        get { lock (_lock) return IsDataLost(_time.GetTimestamp()); }
+    }
+
+    /// <summary>
+    /// The operator's explicit choice to start a new, empty history: when no live server holds the last
+    /// acknowledged view, names a live idle server primary of the next view, with nothing acknowledged (the
+    /// server then starts empty). Everything acknowledged before is given up.
+    /// </summary>
+    /// <returns>Null once the new view is committed (or installed); else why it was refused.</returns>
+    public async Task<string?> StartNewHistoryAsync()
+    {
+        Task<bool>? commit;
+        View next;
+        lock (_tickLock)
+        {
+            lock (_lock)
+            {
+                if (!_leading) return "this coordinator does not lead the group";
+                if (_proposal is { IsCompleted: false }) return "a view change is being committed; try again";
+                long now = _time.GetTimestamp();
+                if (HolderAlive(now) is { } holder)
+                    return $"{holder} is alive and holds view {_lastAcked.Number}: the data is not lost";
+                if (PickIdle(now, "") is not { } primary) return "no live server to start the new history on";
+                next = new View(_view.Number + 1, primary, "");
+                if (_log is not null) commit = Propose(new ViewRecord(next, false, View.Empty));
+                else
+                {
+                    commit = null;
+                    Install(next);
+                    _lastAcked = View.Empty;
+                }
+            }
+            if (commit is null) ViewChanged?.Invoke(next);
+        }
+        if (commit is not null && !await commit) return "this coordinator stopped leading before the new history was committed";
+        return null;
+    }
+
+    private bool IsDataLost(long now)
+    {
+        if (_lastAcked.Number == 0) return false;
+        bool any = false;
+        foreach (string address in (string[])[_view.Primary, _view.Backup, _lastAcked.Primary, _lastAcked.Backup])
+        {
+            if (address == "") continue;
+            if (!_servers.TryGetValue(address, out ServerState? s) || !s.Heard || IsDead(s, now) || s.HeldView != 0) return false;
+            any = true;
+        }
+        return any;
+    }
+
+    private string? HolderAlive(long now)
+    {
+        foreach (string address in (string[])[_view.Primary, _view.Backup, _lastAcked.Primary, _lastAcked.Backup])
+        {
+            if (address == "" || !_servers.TryGetValue(address, out ServerState? s) || IsDead(s, now)) continue;
+            if (s.HeldView != 0 || !s.Heard) return address; // holds something, or has not said what it holds yet
+        }
+        return null;
+    }
+
+    /// <summary>Starts committing <paramref name="record"/>; the state changes when the group applies it.</summary>
+    private Task<bool> Propose(ViewRecord record)
+    {
+        Task<bool> commit = CommitSafelyAsync(_log!, record);
+        _proposal = commit;
+        return commit;
+    }
+
+    private static async Task<bool> CommitSafelyAsync(IViewLog log, ViewRecord record)
+    {
+        await Task.Yield(); // never commit under the engine's lock
+        try { return await log.CommitAsync(record); }
+        catch (Exception) { return false; } // the next tick decides again
     }
 
     private View? NextView(long now)
@@ -203,7 +384,7 @@ public sealed class ViewService
         {
             // Only the backup holds the state; with no usable backup, waiting is the only safe choice. A backup
             // the primary reported unreachable is still synced: every commit of this view went through it.
-            if (_view.Backup == "" || !IsUsable(_view.Backup, now)) return null;
+            if (_view.Backup == "" || !IsUsable(_view.Backup, now) || !_servers[_view.Backup].Heard) return null;
             return new View(_view.Number + 1, _view.Backup, PickIdle(now, _view.Backup) ?? "");
         }
         if (backupGone)
@@ -215,7 +396,9 @@ public sealed class ViewService
 
     private View? FallBack(long now)
     {
-        if (_lastAcked.Number == 0) return null;
+        // Nothing was ever acknowledged in this history, so no client was ever answered: any live server may
+        // start it again, empty.
+        if (_lastAcked.Number == 0) return PickIdle(now, _view.Primary) is { } fresh ? new View(_view.Number + 1, fresh, "") : null;
         foreach (string candidate in (string[])[_lastAcked.Primary, _lastAcked.Backup])
         {
             if (candidate == "" || !IsUsable(candidate, now) || _servers[candidate].HeldView < _lastAcked.Number) continue;
@@ -242,7 +425,7 @@ public sealed class ViewService
         (bool PassedOver, bool Restarted, long Order) bestKey = (true, true, long.MaxValue);
         foreach ((string address, ServerState s) in _servers)
         {
-            if (address == exclude || IsDead(s, now)) continue;
+            if (address == exclude || IsDead(s, now) || !s.Heard) continue;
             bool passedOver = s.PassOverUntil > now;
             if (passedOver && exclude != "") continue; // a backup the primary cannot reach is worse than none
             (bool, bool, long) key = (passedOver, s.Restarted, s.Order);
@@ -281,5 +464,7 @@ public sealed class ViewService
         public long HeldView { get; set; } = -1;
         /// <summary>Until this timestamp the server is not chosen as a backup: a primary could not reach it.</summary>
         public long PassOverUntil { get; set; }
+        /// <summary>False for a server a new leader only assumes alive: it has not pinged this leader yet.</summary>
+        public bool Heard { get; set; } = true;
     }
 }

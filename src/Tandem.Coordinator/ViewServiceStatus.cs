@@ -32,4 +32,8 @@ public sealed record ServerStatus(string Address, ServerRole Role, bool Alive, T
 /// <param name="Servers">Every server still remembered, in the order they first pinged.</param>
 /// <param name="LastAcked">The newest view whose primary acknowledged it (the current one when acked).</param>
 public sealed record ViewServiceStatus(View View, bool Acked, TimeSpan PingInterval, int DeadPings, IReadOnlyList<ServerStatus> Servers,
-    View? LastAcked = null);
+    View? LastAcked = null)
+{
+    /// <summary>Every server that may hold the last acknowledged view restarted empty (see <see cref="ViewService.DataLost"/>).</summary>
+    public bool DataLost { get; init; }
+}

@@ -37,6 +37,20 @@ public static class Commands
     public const string VsView = "VS.VIEW";
     /// <summary><c>VS.STATUS</c>: the view and every known server, as one JSON bulk string.</summary>
     public const string VsStatus = "VS.STATUS";
+    /// <summary>
+    /// <c>VS.MEMBER</c>: this coordinator group member, as one JSON bulk string
+    /// (<c>{"address","role","term","leader","view"}</c>); any member answers.
+    /// </summary>
+    public const string VsMember = "VS.MEMBER";
+    /// <summary>
+    /// <c>VS.NEWHISTORY</c>: the operator gives up the data (every copy is gone) and starts a new, empty history
+    /// on a live server; refused while a live server holds the last acknowledged view.
+    /// </summary>
+    public const string VsNewHistory = "VS.NEWHISTORY";
+    /// <summary><c>VS.ADDMEMBER raft-address</c>: adds a member to the coordinator group (leader only; it is caught up first).</summary>
+    public const string VsAddMember = "VS.ADDMEMBER";
+    /// <summary><c>VS.REMOVEMEMBER raft-address</c>: removes a member from the coordinator group (leader only).</summary>
+    public const string VsRemoveMember = "VS.REMOVEMEMBER";
 }
 
 /// <summary>First words of error replies. A client retries on every code but <see cref="Err"/>.</summary>
@@ -55,7 +69,12 @@ public static class ErrorCodes
     /// but an earlier attempt may have been. The client needs a new id (<c>XCLIENT</c>).
     /// </summary>
     public const string NoSession = "NOSESSION";
+    /// <summary>
+    /// This coordinator group member does not lead: <c>NOTLEADER leader HOST:PORT</c> names the leader, or
+    /// <c>NOTLEADER no leader is known</c> during an election.
+    /// </summary>
+    public const string NotLeader = "NOTLEADER";
 
     /// <summary>True when a client should retry the request (possibly on another node).</summary>
-    public static bool IsRetryable(string code) => code is NotPrimary or TryAgain or StaleView;
+    public static bool IsRetryable(string code) => code is NotPrimary or TryAgain or StaleView or NotLeader;
 }

@@ -19,10 +19,12 @@ public sealed class ServerNode : IAsyncDisposable
     private readonly ILogger _log;
     private readonly Task _pingLoop;
     private TaskCompletionSource _pingNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CoordinatorMembers _coordinators;
 
     private ServerNode(ServerNodeOptions options, RespHost host, ServerHandler handler, Replica replica)
     {
         _options = options;
+        _coordinators = new CoordinatorMembers(options.Coordinator);
         _host = host;
         _handler = handler;
         Replica = replica;
@@ -65,6 +67,8 @@ public sealed class ServerNode : IAsyncDisposable
     private async Task PingLoopAsync(CancellationToken ct)
     {
         RespClientConnection? conn = null;
+        string connected = "";
+        int hops = 0; // redirects followed at once since the last pause (bounded: stale leaders may name each other)
         TimeSpan timeout = TimeSpan.FromTicks(Math.Max(_options.PingInterval.Ticks * 5, TimeSpan.FromMilliseconds(500).Ticks));
         try
         {
@@ -76,25 +80,40 @@ public sealed class ServerNode : IAsyncDisposable
                     if (_pingNow.Task.IsCompleted) _pingNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
                     wake = _pingNow.Task;
                 }
+                bool again = false;
                 if (_options.Faults?.CoordinatorLinkCut != true)
                 {
+                    string target = _coordinators.Current;
                     try
                     {
                         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
                         attempt.CancelAfter(timeout);
-                        conn ??= await RespClientConnection.ConnectAsync(_options.Coordinator, attempt.Token);
+                        if (conn is not null && connected != target)
+                        {
+                            await conn.DisposeAsync();
+                            conn = null;
+                        }
+                        conn ??= await RespClientConnection.ConnectAsync(target, attempt.Token);
+                        connected = target;
                         if (Replica.UnreachableBackup is { } report)
                         {
                             RespValue answer = await conn.SendAsync(attempt.Token, Commands.VsUnreachable, Address,
                                 report.View.ToString(CultureInfo.InvariantCulture), report.Backup);
-                            if (answer.IsError) _log.LogWarning("{Me}: coordinator refused the report of an unreachable backup: {Error}", Address, answer.Text);
+                            if (answer.IsError && answer.ErrorCode != ErrorCodes.NotLeader)
+                                _log.LogWarning("{Me}: coordinator refused the report of an unreachable backup: {Error}", Address, answer.Text);
                         }
                         long number = Replica.ViewNumberForPing();
                         RespValue reply = await conn.SendAsync(attempt.Token, Commands.VsPing, Address, number.ToString(CultureInfo.InvariantCulture),
                             Replica.HeldView.ToString(CultureInfo.InvariantCulture));
                         // Fault point: the ping counted, its reply never arrived.
                         bool lost = _options.Faults?.Pass(FaultPoint.CoordinatorReply) == true;
-                        if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
+                        if (reply.IsError && reply.ErrorCode == ErrorCodes.NotLeader)
+                        {
+                            // A member that does not lead: go to the leader it names (at once), or to the next member.
+                            again = _coordinators.Redirected(target, reply.Text) && ++hops <= _coordinators.All.Count;
+                            _log.LogDebug("{Me}: coordinator {Coordinator}: {Error}", Address, target, reply.Text);
+                        }
+                        else if (reply.IsError) _log.LogWarning("{Me}: coordinator refused ping: {Error}", Address, reply.Text);
                         else if (!lost)
                         {
                             View view = View.FromResp(reply, out bool acked, out long lastAcked);
@@ -103,12 +122,17 @@ public sealed class ServerNode : IAsyncDisposable
                     }
                     catch (Exception e) when (!ct.IsCancellationRequested)
                     {
-                        _log.LogDebug("{Me}: ping to coordinator {Coordinator} failed: {Error}", Address, _options.Coordinator, e.Message);
+                        _log.LogDebug("{Me}: ping to coordinator {Coordinator} failed: {Error}", Address, target, e.Message);
+                        _coordinators.Failed(target);
                         if (conn is not null) await conn.DisposeAsync();
                         conn = null;
                     }
                 }
-                await Task.WhenAny(Task.Delay(_options.PingInterval, _options.TimeProvider, ct), wake);
+                if (!again)
+                {
+                    hops = 0;
+                    await Task.WhenAny(Task.Delay(_options.PingInterval, _options.TimeProvider, ct), wake);
+                }
             }
         }
         catch (OperationCanceledException)

@@ -19,7 +19,10 @@ public sealed record ServerNodeOptions
     /// <summary>Where to listen. Port 0 picks a free port (the bound address becomes the identity).</summary>
     public required IPEndPoint Listen { get; init; }
 
-    /// <summary>Coordinator address, <c>HOST:PORT</c>.</summary>
+    /// <summary>
+    /// The coordinator group's members, <c>HOST:PORT[,HOST:PORT...]</c> (one address for a group of one). The
+    /// server pings the leader; a member that does not lead names it.
+    /// </summary>
     public required string Coordinator { get; init; }
 
     /// <summary>
