@@ -23,6 +23,9 @@ public sealed record TestClusterOptions
     /// <summary>Bounds on every server's duplicate table (small ones let a test fill it). Default: the server default.</summary>
     public DuplicateTableOptions Duplicates { get; init; } = new();
 
+    /// <summary>Members of the coordinator group (each a real Raft member with a data directory). Default 1.</summary>
+    public int Coordinators { get; init; } = 1;
+
     /// <summary>Seed for the fault injection of each server (server i gets Seed + i).</summary>
     public int Seed { get; init; } = 1;
 
@@ -39,32 +42,47 @@ public sealed record TestClusterOptions
 }
 
 /// <summary>
-/// A coordinator and any number of servers in this process, on real loopback sockets, with the fault verbs
-/// the scenarios need: <see cref="KillAsync"/>, <see cref="RestartAsync"/>, <see cref="SetUnreliable"/>,
-/// <see cref="IsolateFromCoordinator"/> and <see cref="DelayClientsAsync"/>. Every integration test uses it.
+/// A coordinator group and any number of servers in this process, on real loopback sockets, with the fault
+/// verbs the scenarios need: <see cref="KillAsync"/>, <see cref="RestartAsync"/>, <see cref="SetUnreliable"/>,
+/// <see cref="IsolateFromCoordinator"/>, <see cref="DelayClientsAsync"/>, and for the group
+/// <see cref="KillCoordinatorAsync"/> and <see cref="RestartCoordinatorAsync"/> (partitions of the group are
+/// exercised by <c>tandem chaos</c>, on processes behind proxies).
+/// Every integration test uses it.
 /// </summary>
 public sealed class TestCluster : IAsyncDisposable
 {
     private readonly List<TestServer> _servers = new();
     private readonly List<TandemClient> _clients = new();
     private readonly List<DelayProxy> _proxies = new();
+    private readonly TestCoordinator[] _coordinators;
+    private readonly string _dataRoot;
     private int _nextSeed;
 
-    private TestCluster(TestClusterOptions options, CoordinatorNode coordinator)
+    private TestCluster(TestClusterOptions options, TestCoordinator[] coordinators, string dataRoot)
     {
         Options = options;
-        Coordinator = coordinator;
+        _coordinators = coordinators;
+        _dataRoot = dataRoot;
         _nextSeed = options.Seed;
     }
 
     /// <summary>The settings.</summary>
     public TestClusterOptions Options { get; }
 
-    /// <summary>The running coordinator.</summary>
-    public CoordinatorNode Coordinator { get; }
+    /// <summary>The members of the coordinator group (running or killed).</summary>
+    public IReadOnlyList<TestCoordinator> Coordinators => _coordinators;
 
-    /// <summary>The coordinator's address.</summary>
-    public string CoordinatorAddress => Coordinator.Address;
+    /// <summary>
+    /// The running member whose engine leads (the first running member while none does): its view is the
+    /// cluster's.
+    /// </summary>
+    public CoordinatorNode Coordinator =>
+        _coordinators.Select(c => c.Node).FirstOrDefault(n => n?.ViewService.IsLeading == true)
+        ?? _coordinators.Select(c => c.Node).FirstOrDefault(n => n is not null)
+        ?? throw new InvalidOperationException("every coordinator is down");
+
+    /// <summary>The coordinator group's member list, <c>A,B,C</c>, as servers and clients take it.</summary>
+    public string CoordinatorAddress => string.Join(',', _coordinators.Select(c => c.Address));
 
     /// <summary>P * D: how long a silent server takes to be declared dead.</summary>
     public TimeSpan DeadTime => Options.PingInterval * Options.DeadPings;
@@ -75,17 +93,51 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>The current view, as the coordinator has it.</summary>
     public View View => Coordinator.ViewService.CurrentView;
 
-    /// <summary>Starts a coordinator on a free loopback port.</summary>
+    /// <summary>Starts the coordinator group on free loopback ports, each member with a data directory, and waits for its leader.</summary>
     public static async Task<TestCluster> StartAsync(TestClusterOptions? options = null)
     {
         options ??= new TestClusterOptions();
-        CoordinatorNode coordinator = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+        string dataRoot = Directory.CreateTempSubdirectory("tandem-test-").FullName;
+        var peers = Enumerable.Range(0, options.Coordinators)
+            .Select(i => new CoordinatorPeer($"127.0.0.1:{FreePort()}", new IPEndPoint(IPAddress.Loopback, FreePort())))
+            .ToArray();
+        var coordinators = peers.Select((peer, i) => new TestCoordinator(peer, peers, Path.Combine(dataRoot, $"coordinator-{i}"), options)).ToArray();
+        var cluster = new TestCluster(options, coordinators, dataRoot);
+        try
         {
-            Listen = new IPEndPoint(IPAddress.Loopback, 0),
-            ViewService = new ViewServiceOptions { PingInterval = options.PingInterval, DeadPings = options.DeadPings },
-            LoggerFactory = options.LoggerFactory,
-        }, CancellationToken.None);
-        return new TestCluster(options, coordinator);
+            await Task.WhenAll(coordinators.Select(c => c.StartAsync()));
+            await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+        return cluster;
+    }
+
+    /// <summary>Waits until a running member leads the group and its engine decides; returns it.</summary>
+    public async Task<TestCoordinator> WaitForLeaderAsync(TimeSpan timeout)
+    {
+        int index = await Wait.UntilAsync(() =>
+        {
+            int at = Array.FindIndex(_coordinators, c => c.Node?.ViewService.IsLeading == true);
+            return at >= 0 ? at : (int?)null;
+        }, timeout, "a leader of the coordinator group");
+        return _coordinators[index];
+    }
+
+    /// <summary>Crashes coordinator group member <paramref name="member"/> (its data directory stays).</summary>
+    public Task KillCoordinatorAsync(TestCoordinator member) => member.KillAsync();
+
+    /// <summary>Starts member <paramref name="member"/> again on its data directory (killing it first if running).</summary>
+    public Task RestartCoordinatorAsync(TestCoordinator member) => member.RestartAsync();
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>Starts a new server on a free loopback port.</summary>
@@ -178,8 +230,89 @@ public sealed class TestCluster : IAsyncDisposable
         foreach (TandemClient c in _clients) await c.DisposeAsync();
         foreach (DelayProxy p in _proxies) await p.DisposeAsync();
         foreach (TestServer s in _servers) await s.KillAsync();
-        await Coordinator.DisposeAsync();
+        foreach (TestCoordinator c in _coordinators) await c.KillAsync();
+        try { Directory.Delete(_dataRoot, recursive: true); }
+        catch (IOException) { }
     }
+}
+
+/// <summary>One member of a <see cref="TestCluster"/>'s coordinator group: a real Raft member with a data directory.</summary>
+public sealed class TestCoordinator
+{
+    private readonly CoordinatorPeer _self;
+    private readonly IReadOnlyList<CoordinatorPeer> _peers;
+    private readonly TestClusterOptions _options;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    internal TestCoordinator(CoordinatorPeer self, IReadOnlyList<CoordinatorPeer> peers, string dataDirectory, TestClusterOptions options)
+    {
+        _self = self;
+        _peers = peers;
+        DataDirectory = dataDirectory;
+        _options = options;
+    }
+
+    /// <summary>Its RESP address (fixed across restarts).</summary>
+    public string Address => _self.Address;
+
+    /// <summary>Where its log lives.</summary>
+    public string DataDirectory { get; }
+
+    /// <summary>The running node, or null while killed.</summary>
+    public CoordinatorNode? Node { get; private set; }
+
+    /// <summary>Starts the member on its data directory, unless it runs.</summary>
+    public async Task StartAsync()
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            if (Node is not null) return;
+            Node = await CoordinatorNode.StartAsync(new CoordinatorNodeOptions
+            {
+                Listen = (IPEndPoint)Tandem.Net.RespClientConnection.ParseEndPoint(_self.Address),
+                ViewService = new ViewServiceOptions { PingInterval = _options.PingInterval, DeadPings = _options.DeadPings },
+                Group = new CoordinatorGroupOptions
+                {
+                    Address = _self.Address,
+                    RaftListen = _self.RaftEndPoint,
+                    Peers = _peers,
+                    DataDirectory = DataDirectory,
+                },
+                LoggerFactory = _options.LoggerFactory,
+            }, CancellationToken.None);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Stops the member at once (its log stays on disk).</summary>
+    public async Task KillAsync()
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            if (Node is null) return;
+            await Node.StopAsync();
+            Node = null;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Kills, then starts again on the same directory.</summary>
+    public async Task RestartAsync()
+    {
+        await KillAsync();
+        await StartAsync();
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"coordinator {Address}";
 }
 
 /// <summary>Polling waits with a deadline, for conditions that become true eventually.</summary>

@@ -256,9 +256,10 @@ public class ViewServiceTests
         h.Sleep();
         Check(vs, "a:1", "", 1);
 
-        // Without a's ack of view 1, b is not taken as backup, however long it waits.
+        // Without a's ack of view 1, b is not taken as backup, however long it waits (a is alive, not yet acking).
         for (int i = 0; i < D * 3; i++)
         {
+            vs.Ping("a:1", 0);
             vs.Ping("b:2", 0);
             h.Sleep();
         }

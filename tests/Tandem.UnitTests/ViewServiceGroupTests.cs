@@ -1,0 +1,357 @@
+using Microsoft.Extensions.Time.Testing;
+using Tandem.Coordinator;
+using Tandem.Protocol;
+using Xunit;
+
+namespace Tandem.UnitTests;
+
+/// <summary>
+/// The view service as a member of the coordinator group, on a fake clock, with a log whose commits the test
+/// controls (held, committed, dropped) and whose leadership it moves: the rules must hold across leader changes.
+/// The real group (DotNext Raft, on disk) is exercised by the integration tests.
+/// </summary>
+public class ViewServiceGroupTests
+{
+    private static readonly TimeSpan P = TimeSpan.FromMilliseconds(100);
+    private const int D = 5;
+
+    /// <summary>A log shared by the members: one leader; commits may be held until the test lets them go.</summary>
+    private sealed class Group
+    {
+        private readonly List<ViewService> _members = new();
+        private readonly List<(ViewService From, ViewRecord Record, TaskCompletionSource<bool> Done)> _held = new();
+
+        public FakeTimeProvider Clock { get; } = new();
+        public bool HoldCommits { get; set; }
+        public ViewService? Leader { get; private set; }
+        public List<ViewRecord> Committed { get; } = new();
+
+        public ViewService AddMember()
+        {
+            var log = new MemberLog(this);
+            var member = new ViewService(new ViewServiceOptions { PingInterval = P, DeadPings = D, TimeProvider = Clock }, log);
+            log.Self = member;
+            _members.Add(member);
+            return member;
+        }
+
+        /// <summary>Moves the leadership to <paramref name="next"/>, which has applied every committed record.</summary>
+        public void Elect(ViewService next)
+        {
+            Leader?.StopLeading();
+            Leader = next;
+            next.StartLeading();
+        }
+
+        public Task<bool> Commit(ViewService from, ViewRecord record)
+        {
+            if (from != Leader) return Task.FromResult(false);
+            var done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _held.Add((from, record, done));
+            if (!HoldCommits) ReleaseAll();
+            return done.Task;
+        }
+
+        /// <summary>Every held commit is committed in order and applied on every member.</summary>
+        public void ReleaseAll()
+        {
+            foreach ((ViewService _, ViewRecord record, TaskCompletionSource<bool> done) in _held.ToArray())
+            {
+                Committed.Add(record);
+                foreach (ViewService m in _members) m.Apply(record);
+                done.SetResult(true);
+            }
+            _held.Clear();
+        }
+
+        /// <summary>Every held commit is lost (its leader was deposed before a majority had it).</summary>
+        public void DropAll()
+        {
+            foreach ((ViewService _, ViewRecord _, TaskCompletionSource<bool> done) in _held) done.SetResult(false);
+            _held.Clear();
+        }
+
+        public int HeldCount => _held.Count;
+
+        public void Sleep(int intervals = 1)
+        {
+            for (int i = 0; i < intervals; i++) Clock.Advance(P);
+        }
+
+        private sealed class MemberLog(Group group) : IViewLog
+        {
+            public ViewService? Self { get; set; }
+
+            public Task<bool> CommitAsync(ViewRecord record) => group.Commit(Self!, record);
+        }
+    }
+
+    /// <summary>Waits for the engine's in-flight proposal to reach the log (it commits off the engine's lock).</summary>
+    private static async Task ProposalReachedAsync(Group group, int held)
+    {
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (group.HeldCount < held)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the proposal never reached the log");
+            await Task.Delay(1);
+        }
+    }
+
+    private static async Task SettleAsync(ViewService vs)
+    {
+        if (vs.PendingCommit is { } pending) await pending.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Runs the cluster to view 2 (a primary, b backup), acknowledged.</summary>
+    private static async Task<ViewService> StartAsync(Group group)
+    {
+        ViewService leader = group.AddMember();
+        group.Elect(leader);
+        leader.Ping("a:1", 0);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        leader.Ping("a:1", 1);
+        await SettleAsync(leader);
+        leader.Ping("b:2", 0);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        leader.Ping("a:1", 2);
+        await SettleAsync(leader);
+        Assert.Equal(new View(2, "a:1", "b:2"), leader.CurrentView);
+        Assert.True(leader.PrimaryAcked);
+        return leader;
+    }
+
+    [Fact]
+    public async Task ViewChange_IsSeenByNoOne_UntilCommitted()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        ViewService follower = group.AddMember();
+        foreach (ViewRecord r in group.Committed) follower.Apply(r);
+
+        group.HoldCommits = true;
+        group.Sleep(D); // a silent; b pings
+        leader.Ping("b:2", 2);
+        leader.Tick();
+        await ProposalReachedAsync(group, 1);
+        // The decision is made but not committed: pings still get the old view, on every member.
+        Assert.Equal(new View(2, "a:1", "b:2"), leader.Ping("b:2", 2));
+        Assert.Equal(2, follower.CurrentView.Number);
+        leader.Tick(); // one proposal at a time
+        Assert.Equal(1, group.HeldCount);
+
+        group.ReleaseAll();
+        await SettleAsync(leader);
+        Assert.Equal(new View(3, "b:2", ""), leader.CurrentView);
+        Assert.Equal(new View(3, "b:2", ""), follower.CurrentView);
+        Assert.False(follower.PrimaryAcked);
+    }
+
+    [Fact]
+    public async Task Ack_CountsOnlyOnceCommitted_AndOnEveryMember()
+    {
+        var group = new Group();
+        ViewService leader = group.AddMember();
+        ViewService follower = group.AddMember();
+        group.Elect(leader);
+        leader.Ping("a:1", 0);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+
+        group.HoldCommits = true;
+        leader.Ping("a:1", 1, -1, out bool acked);
+        Assert.False(acked);
+        await ProposalReachedAsync(group, 1);
+        leader.Ping("a:1", 1, -1, out acked);
+        Assert.False(acked);
+        group.ReleaseAll();
+        await SettleAsync(leader);
+        leader.Ping("a:1", 1, -1, out acked);
+        Assert.True(acked);
+        Assert.True(follower.PrimaryAcked);
+        Assert.Equal(1, follower.GetStatus().LastAcked?.Number);
+    }
+
+    [Fact]
+    public async Task LeaderChange_InTheMiddleOfAViewChange_TheLostProposalNeverTakesEffect()
+    {
+        var group = new Group();
+        ViewService first = await StartAsync(group);
+        ViewService second = group.AddMember();
+        foreach (ViewRecord r in group.Committed) second.Apply(r);
+
+        group.HoldCommits = true;
+        group.Sleep(D); // a silent: the first leader decides to promote b
+        first.Ping("b:2", 2);
+        first.Tick();
+        await ProposalReachedAsync(group, 1);
+
+        // The first leader is deposed before a majority had the record: it is lost.
+        group.Elect(second);
+        group.DropAll();
+        await SettleAsync(first);
+        Assert.Equal(new View(2, "a:1", "b:2"), second.CurrentView);
+        Assert.False(first.IsLeading);
+        first.Tick();
+        Assert.Equal(0, group.HeldCount); // a deposed leader decides nothing
+
+        // The new leader takes a and b as alive for one dead time: the leader change alone causes no failover.
+        group.HoldCommits = false;
+        for (int i = 0; i < D - 1; i++)
+        {
+            second.Ping("b:2", 2);
+            group.Sleep();
+            second.Tick();
+        }
+        Assert.Equal(2, second.CurrentView.Number);
+        // Then a, silent all along, is dead: b, which pinged this leader, is promoted.
+        group.Sleep(2);
+        second.Ping("b:2", 2);
+        second.Tick();
+        await SettleAsync(second);
+        Assert.Equal(new View(3, "b:2", ""), second.CurrentView);
+    }
+
+    [Fact]
+    public async Task LeaderChange_AfterTheRecordReachedAMajority_TheNewLeaderAppliesItFirst()
+    {
+        var group = new Group();
+        ViewService first = await StartAsync(group);
+        ViewService second = group.AddMember();
+        foreach (ViewRecord r in group.Committed) second.Apply(r);
+
+        group.HoldCommits = true;
+        group.Sleep(D);
+        first.Ping("b:2", 2);
+        first.Tick();
+        await ProposalReachedAsync(group, 1);
+        // The record is committed (the next leader commits it in its term), then the leadership moves.
+        group.ReleaseAll();
+        group.Elect(second);
+        Assert.Equal(new View(3, "b:2", ""), second.CurrentView);
+        Assert.False(second.PrimaryAcked);
+    }
+
+    [Fact]
+    public async Task NewLeader_NeverPromotesAServer_ItHasNotHeardFrom()
+    {
+        var group = new Group();
+        ViewService first = await StartAsync(group);
+        ViewService second = group.AddMember();
+        foreach (ViewRecord r in group.Committed) second.Apply(r);
+        group.Elect(second);
+
+        // Neither a nor b pings the new leader: a is dead after the grace interval, but b is never promoted.
+        for (int i = 0; i < D * 4; i++)
+        {
+            group.Sleep();
+            second.Tick();
+        }
+        await SettleAsync(second);
+        Assert.Equal(new View(2, "a:1", "b:2"), second.CurrentView);
+
+        // Nor is an idle server taken as backup before it pinged.
+        second.Ping("b:2", 2);
+        second.Tick();
+        await SettleAsync(second);
+        Assert.Equal(new View(3, "b:2", ""), second.CurrentView);
+    }
+
+    [Fact]
+    public async Task PrimaryThatRestartsWhileItsAckCommits_IsNotTakenAsUsable()
+    {
+        var group = new Group();
+        ViewService leader = group.AddMember();
+        group.Elect(leader);
+        leader.Ping("a:1", 0);
+        leader.Ping("b:2", 0);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        leader.Ping("a:1", 1);
+        await SettleAsync(leader);
+        group.Sleep();
+        leader.Ping("b:2", 0);
+        leader.Tick();
+        await SettleAsync(leader);
+        Assert.Equal(new View(2, "a:1", "b:2"), leader.CurrentView);
+
+        group.HoldCommits = true;
+        leader.Ping("a:1", 2); // the ack goes into the log...
+        await ProposalReachedAsync(group, 1);
+        leader.Ping("a:1", 0); // ...and a restarts, empty, before it commits
+        group.ReleaseAll();
+        await SettleAsync(leader);
+        Assert.True(leader.PrimaryAcked);
+        Assert.True(leader.GetStatus().Servers.Single(s => s.Address == "a:1").Restarted);
+
+        // So b, the synced backup, takes over.
+        group.HoldCommits = false;
+        leader.Ping("b:2", 2);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        Assert.Equal("b:2", leader.CurrentView.Primary);
+    }
+
+    [Fact]
+    public async Task NewHistory_IsRefused_WhileALiveServerHoldsTheData_AndStartsEmptyOtherwise()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        leader.Ping("a:1", 2, 2, out _);
+        leader.Ping("b:2", 2, 2, out _);
+        Assert.False(leader.DataLost);
+        Assert.NotNull(await leader.StartNewHistoryAsync());
+
+        // Both restart empty: the data is lost; the rules wait for ever.
+        leader.Ping("a:1", 0, 0, out _);
+        leader.Ping("b:2", 0, 0, out _);
+        leader.Ping("c:3", 0, 0, out _);
+        for (int i = 0; i < D * 2; i++)
+        {
+            foreach (string s in (string[])["a:1", "b:2", "c:3"]) leader.Ping(s, 0, 0, out _);
+            group.Sleep();
+            leader.Tick();
+        }
+        await SettleAsync(leader);
+        Assert.Equal(2, leader.CurrentView.Number);
+        Assert.True(leader.DataLost);
+
+        Assert.Null(await leader.StartNewHistoryAsync());
+        View first = leader.GetView(out bool acked, out long lastAcked);
+        Assert.Equal(3, first.Number);
+        Assert.NotEqual("", first.Primary);
+        Assert.False(acked);
+        Assert.Equal(0, lastAcked); // the new primary starts empty: nothing is acknowledged in the new history
+        Assert.False(leader.DataLost);
+    }
+
+    [Fact]
+    public async Task PrimaryOfTheFirstView_DyingBeforeItsAck_IsReplacedByAFreshServer()
+    {
+        var group = new Group();
+        ViewService leader = group.AddMember();
+        group.Elect(leader);
+        leader.Ping("a:1", 0);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        Assert.Equal(new View(1, "a:1", ""), leader.CurrentView);
+
+        // a never acks (nothing was ever acknowledged, so no client was ever answered) and dies.
+        for (int i = 0; i < D + 1; i++)
+        {
+            leader.Ping("b:2", 0);
+            group.Sleep();
+            leader.Tick();
+        }
+        await SettleAsync(leader);
+        Assert.Equal(new View(2, "b:2", ""), leader.CurrentView);
+        Assert.Equal(0, leader.GetStatus().LastAcked?.Number);
+    }
+}
