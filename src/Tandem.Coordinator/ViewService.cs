@@ -87,7 +87,10 @@ public sealed class ViewService
                 _lastAcked = record.LastAcked;
                 // The ack clears a restart flag a lost reply caused, unless the primary pinged 0 since its ack.
                 if (record.Acked && _servers.TryGetValue(record.View.Primary, out ServerState? p) && p.ViewNumber == record.View.Number)
+                {
                     p.Restarted = false;
+                    p.HeldView = Math.Max(p.HeldView, record.View.Number); // it acks only holding the view's state
+                }
             }
             if (changed) ViewChanged?.Invoke(record.View);
         }
@@ -204,6 +207,7 @@ public sealed class ViewService
                     _acked = true;
                     _lastAcked = _view;
                     s.Restarted = false;
+                    s.HeldView = Math.Max(s.HeldView, viewNumber);
                 }
                 else if (_leading && _proposal is not { IsCompleted: false })
                 {

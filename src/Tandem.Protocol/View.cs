@@ -24,15 +24,15 @@ public readonly record struct View(long Number, string Primary, string Backup)
     public static View FromResp(RespValue v, out bool acked) => FromResp(v, out acked, out _);
 
     /// <summary>
-    /// Decodes a view reply, its acknowledged flag and the number of the newest acknowledged view (0 when the
-    /// reply does not say).
+    /// Decodes a view reply, its acknowledged flag and the number of the newest acknowledged view (-1 when the
+    /// reply does not say; 0 means no view of this history was ever acknowledged).
     /// </summary>
     public static View FromResp(RespValue v, out bool acked, out long lastAcked)
     {
         if (v.Kind != RespKind.Array || v.Items is not { Length: >= 3 and <= 5 } items || items[0].Kind != RespKind.Integer)
             throw new RespProtocolException($"not a view: {v}");
         acked = items.Length >= 4 && items[3].Kind == RespKind.Integer && items[3].Integer == 1;
-        lastAcked = items.Length == 5 && items[4].Kind == RespKind.Integer ? items[4].Integer : 0;
+        lastAcked = items.Length == 5 && items[4].Kind == RespKind.Integer ? items[4].Integer : -1;
         return new View(items[0].Integer, items[1].Text, items[2].Text);
     }
 

@@ -109,9 +109,10 @@ public sealed partial class Replica : IDisposable
 
     /// <summary>
     /// Takes on a view the coordinator replied with, whether its primary has acknowledged it, and the number of
-    /// the newest acknowledged view: a server named primary afresh takes the role only if it holds that view.
+    /// the newest acknowledged view: a server named primary afresh takes the role only if it holds that view, and
+    /// starts empty only when that number is 0 (no view of this history was ever acknowledged; -1: not said).
     /// </summary>
-    public void OnView(View next, bool acked = false, long lastAckedView = 0)
+    public void OnView(View next, bool acked = false, long lastAckedView = -1)
     {
         var effects = new ViewEffects();
         lock (_lock)
@@ -194,13 +195,14 @@ public sealed partial class Replica : IDisposable
             // still holds it: the coordinator names one only when that is safe (docs/design.md).
             _log.LogInformation("{Me}: primary of view {View} at write {Seq} (held view {Held})", Me, next.Number, _state.LastApplied, _heldView);
         }
-        else if (next.Number == 1 && !acked)
+        else if (lastAckedView == 0 && !acked)
         {
-            // A new cluster: the empty store is the whole truth. Like every primary it answers only once the
-            // coordinator has recorded its ack: a server that restarts before that point never answered anyone,
-            // so its successor at this address may take view 1 over; after it, it may not.
+            // A new history (view 1 of a new cluster, or one the operator started after every copy was lost): no
+            // view of it was ever acknowledged, so no client was ever answered and the empty store is the whole
+            // truth. Like every primary it answers only once the coordinator has recorded its ack: a server that
+            // restarts before that point never answered anyone, so another may start the history over.
             _initialized = true;
-            _log.LogInformation("{Me}: primary of a new cluster (view 1)", Me);
+            _log.LogInformation("{Me}: primary of a new history (view {View})", Me, next.Number);
         }
         else
         {

@@ -15,11 +15,12 @@ public class ProcessTests
     public async Task SigkillOfPrimaryProcess_LosesNoAcknowledgedWrite()
     {
         int[] ports = FreePorts(4);
-        string coordinator = $"127.0.0.1:{ports[0]}";
+        using var group = CoordinatorSet.Allocate(1);
+        string coordinator = group.Peers;
         var processes = new List<TandemProcess>();
         try
         {
-            processes.Add(TandemProcess.Start("coordinator", "--listen", coordinator));
+            processes.Add(group.Start(0));
             for (int i = 1; i <= 3; i++)
                 processes.Add(TandemProcess.Start("server", "--listen", $"127.0.0.1:{ports[i]}", "--coordinator", coordinator));
 
@@ -43,16 +44,81 @@ public class ProcessTests
         }
     }
 
+    [Fact]
+    public async Task CoordinatorGroup_SigkillOfLeaderThenPrimary_ThenOfEveryMember_KeepsTheHistory()
+    {
+        int[] ports = FreePorts(3);
+        using var group = CoordinatorSet.Allocate(3);
+        var members = new TandemProcess?[3];
+        var servers = new List<TandemProcess>();
+        try
+        {
+            for (int i = 0; i < 3; i++) members[i] = group.Start(i);
+            for (int i = 0; i < 3; i++)
+                servers.Add(TandemProcess.Start("server", "--listen", $"127.0.0.1:{ports[i]}", "--coordinator", group.Peers));
+            await using var client = new TandemClient(new TandemClientOptions { Coordinator = group.Peers, OperationTimeout = Patience });
+            await Wait.UntilAsync(() => TryView(client) is { Primary: not "", Backup: not "" }, TimeSpan.FromSeconds(60), "a view with a backup");
+            await Wait.UntilAsync(() => StatusAcked(group.Peers), TimeSpan.FromSeconds(60), "the primary to acknowledge the view");
+            for (int i = 0; i < 100; i++) await client.PutAsync($"k{i}", $"v{i}", Timeout());
+
+            // kill -9 the leader, then the primary: a new leader takes over and the backup is promoted.
+            int leader = await group.LeaderAsync();
+            members[leader]!.Kill();
+            members[leader] = null;
+            View before = await client.GetViewAsync(Timeout());
+            servers.Single(p => p.Arguments.Contains(before.Primary)).Kill();
+            await client.PutAsync("after-leader-and-primary", "1", Timeout());
+            View promoted = await client.GetViewAsync(Timeout());
+            Assert.Equal(before.Backup, promoted.Primary);
+            for (int i = 0; i < 100; i++) Assert.Equal($"v{i}", await client.GetAsync($"k{i}", Timeout()));
+            await Wait.UntilAsync(() => StatusAcked(group.Peers) && TryView(client) is { Backup: not "" }, TimeSpan.FromSeconds(60), "a new synced backup");
+            View settled = await client.GetViewAsync(Timeout());
+
+            // kill -9 every member, then start them all again on their directories: the same view, no new history.
+            foreach (TandemProcess? m in members) m?.Kill();
+            for (int i = 0; i < 3; i++) members[i] = group.Start(i);
+            View restarted = await client.GetViewAsync(Timeout());
+            Assert.True(restarted.Number >= settled.Number, $"view went back from {settled.Number} to {restarted.Number}");
+            Assert.Equal(settled.Primary, restarted.Primary);
+            Assert.Equal("1", await client.GetAsync("after-leader-and-primary", Timeout()));
+
+            // One member gone for good: the other two still fail the primary over.
+            members[0]!.Kill();
+            members[0] = null;
+            await Wait.UntilAsync(() => StatusAcked(group.Peers) && TryView(client) is { Backup: not "" }, TimeSpan.FromSeconds(60), "a synced backup");
+            View last = await client.GetViewAsync(Timeout());
+            servers.Single(p => p.Arguments.Contains(last.Primary)).Kill();
+            await client.PutAsync("after-a-member-is-gone", "2", Timeout());
+            Assert.Equal(last.Backup, (await client.GetViewAsync(Timeout())).Primary);
+            for (int i = 0; i < 100; i++) Assert.Equal($"v{i}", await client.GetAsync($"k{i}", Timeout()));
+        }
+        finally
+        {
+            foreach (TandemProcess? m in members) m?.Kill();
+            foreach (TandemProcess p in servers) p.Kill();
+        }
+    }
+
     private static View? TryView(TandemClient client)
     {
         try { return client.GetViewAsync(Timeout(TimeSpan.FromSeconds(2))).GetAwaiter().GetResult(); }
         catch (Exception) { return null; }
     }
 
-    private static bool StatusAcked(string coordinator)
+    private static bool StatusAcked(string coordinators)
     {
-        try { return SendAsync(coordinator, Commands.VsStatus).GetAwaiter().GetResult().Text.Contains("\"acked\":true"); }
-        catch (Exception) { return false; }
+        foreach (string member in coordinators.Split(','))
+        {
+            try
+            {
+                RespValue reply = SendAsync(member, Commands.VsStatus).GetAwaiter().GetResult();
+                if (!reply.IsError) return reply.Text.Contains("\"acked\":true");
+            }
+            catch (Exception)
+            {
+            }
+        }
+        return false;
     }
 
     internal static int[] FreePorts(int n)
@@ -62,6 +128,84 @@ public class ProcessTests
         int[] ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
         listeners.ForEach(l => l.Stop());
         return ports;
+    }
+}
+
+/// <summary>
+/// Addresses for a coordinator group of processes: free ports whose Raft ports (port + one offset) are free too,
+/// and a data directory per member under a temporary root (removed on dispose).
+/// </summary>
+internal sealed class CoordinatorSet : IDisposable
+{
+    private CoordinatorSet(string[] addresses, int offset)
+    {
+        Addresses = addresses;
+        RaftOffset = offset;
+        DataRoot = Directory.CreateTempSubdirectory("tandem-group-").FullName;
+    }
+
+    public string[] Addresses { get; }
+    public int RaftOffset { get; }
+    public string DataRoot { get; }
+    public string Peers => string.Join(',', Addresses);
+
+    public static CoordinatorSet Allocate(int members)
+    {
+        var random = new Random();
+        while (true)
+        {
+            int[] ports = ProcessTests.FreePorts(members);
+            int offset = random.Next(1, 65535 - ports.Max());
+            if (ports.All(p => IsFree(p + offset) && !ports.Contains(p + offset)))
+                return new CoordinatorSet(ports.Select(p => $"127.0.0.1:{p}").ToArray(), offset);
+        }
+    }
+
+    /// <summary>Starts member <paramref name="i"/> on its data directory (the same one on every start).</summary>
+    public TandemProcess Start(int i) => TandemProcess.Start("coordinator", "--listen", Addresses[i], "--peers", Peers,
+        "--raft-port-offset", RaftOffset.ToString(System.Globalization.CultureInfo.InvariantCulture), "--data-dir", Path.Combine(DataRoot, $"member-{i}"));
+
+    /// <summary>The index of the member that says it leads (asking each with <c>VS.MEMBER</c>).</summary>
+    public async Task<int> LeaderAsync()
+    {
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            for (int i = 0; i < Addresses.Length; i++)
+            {
+                try
+                {
+                    RespValue reply = await SendAsync(Addresses[i], Commands.VsMember);
+                    if (reply.Text.Contains("\"role\":\"leader\"", StringComparison.Ordinal)) return i;
+                }
+                catch (Exception)
+                {
+                }
+            }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("no member of the coordinator group leads");
+            await Task.Delay(50);
+        }
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(DataRoot, recursive: true); }
+        catch (IOException) { }
     }
 }
 
@@ -81,9 +225,16 @@ internal sealed class TandemProcess
     /// <summary>The child's process id (for /proc).</summary>
     public int Id => _process.Id;
 
+    /// <summary>Starts <c>tandem</c> in a fresh temporary working directory (so default data directories land there).</summary>
     public static TandemProcess Start(params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Directory.CreateTempSubdirectory("tandem-process-").FullName,
+        };
         info.ArgumentList.Add(CliPath);
         foreach (string a in args) info.ArgumentList.Add(a);
         Process p = Process.Start(info) ?? throw new InvalidOperationException("could not start tandem");

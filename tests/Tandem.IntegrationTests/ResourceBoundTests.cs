@@ -25,9 +25,10 @@ public class ResourceBoundTests
     public async Task ServerProcess_HostileClients_MemoryAndCpuStayBounded_OthersServed()
     {
         int[] ports = ProcessTests.FreePorts(2);
-        string coordinator = $"127.0.0.1:{ports[0]}";
+        using var group = CoordinatorSet.Allocate(1);
+        string coordinator = group.Peers;
         var endPoint = new IPEndPoint(IPAddress.Loopback, ports[1]);
-        TandemProcess coord = TandemProcess.Start("coordinator", "--listen", coordinator);
+        TandemProcess coord = group.Start(0);
         TandemProcess server = TandemProcess.Start("server", "--listen", $"127.0.0.1:{ports[1]}", "--coordinator", coordinator,
             "--frame-timeout", "3s");
         try
@@ -99,9 +100,10 @@ public class ResourceBoundTests
         // 40 MiB: past the 16 MiB the client and the backup used to read with.
         const int size = 40 * 1024 * 1024;
         int[] ports = ProcessTests.FreePorts(3);
-        string coordinator = $"127.0.0.1:{ports[0]}";
+        using var group = CoordinatorSet.Allocate(1);
+        string coordinator = group.Peers;
         string[] flags = ["--max-value-bytes", size.ToString(CultureInfo.InvariantCulture)];
-        var processes = new List<TandemProcess> { TandemProcess.Start("coordinator", "--listen", coordinator) };
+        var processes = new List<TandemProcess> { group.Start(0) };
         try
         {
             processes.Add(TandemProcess.Start(["server", "--listen", $"127.0.0.1:{ports[1]}", "--coordinator", coordinator, .. flags]));

@@ -54,14 +54,14 @@ public sealed class TestCluster : IAsyncDisposable
     private readonly List<TestServer> _servers = new();
     private readonly List<TandemClient> _clients = new();
     private readonly List<DelayProxy> _proxies = new();
-    private readonly TestCoordinator[] _coordinators;
+    private readonly List<TestCoordinator> _coordinators;
     private readonly string _dataRoot;
     private int _nextSeed;
 
     private TestCluster(TestClusterOptions options, TestCoordinator[] coordinators, string dataRoot)
     {
         Options = options;
-        _coordinators = coordinators;
+        _coordinators = coordinators.ToList();
         _dataRoot = dataRoot;
         _nextSeed = options.Seed;
     }
@@ -121,10 +121,24 @@ public sealed class TestCluster : IAsyncDisposable
     {
         int index = await Wait.UntilAsync(() =>
         {
-            int at = Array.FindIndex(_coordinators, c => c.Node?.ViewService.IsLeading == true);
+            int at = _coordinators.FindIndex(c => c.Node?.ViewService.IsLeading == true);
             return at >= 0 ? at : (int?)null;
         }, timeout, "a leader of the coordinator group");
         return _coordinators[index];
+    }
+
+    /// <summary>
+    /// Starts a new member on fresh ports and data directory, told that the group is <paramref name="group"/> plus
+    /// itself (to be added with <c>add-coordinator</c>; until then the others do not count it).
+    /// </summary>
+    public async Task<TestCoordinator> StartNewCoordinatorAsync(IEnumerable<TestCoordinator> group)
+    {
+        var self = new CoordinatorPeer($"127.0.0.1:{FreePort()}", new IPEndPoint(IPAddress.Loopback, FreePort()));
+        CoordinatorPeer[] peers = [.. group.Select(c => c.Peer), self];
+        var member = new TestCoordinator(self, peers, Path.Combine(_dataRoot, $"coordinator-{_coordinators.Count}"), Options);
+        _coordinators.Add(member);
+        await member.StartAsync();
+        return member;
     }
 
     /// <summary>Crashes coordinator group member <paramref name="member"/> (its data directory stays).</summary>
@@ -254,6 +268,9 @@ public sealed class TestCoordinator
 
     /// <summary>Its RESP address (fixed across restarts).</summary>
     public string Address => _self.Address;
+
+    /// <summary>Its addresses, as the other members are told of it.</summary>
+    public CoordinatorPeer Peer => _self;
 
     /// <summary>Where its log lives.</summary>
     public string DataDirectory { get; }

@@ -48,7 +48,7 @@ public class ReplicaUnitTests
     {
         Replica fresh = NewReplica(A);
         fresh.OnView(View.Empty);
-        fresh.OnView(new View(1, A, ""), acked: false);
+        fresh.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
         Assert.Equal(1, fresh.ViewNumberForPing());
         Assert.False(fresh.ViewAcknowledged);
         ValueTask<RespValue> write = fresh.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
@@ -153,7 +153,7 @@ public class ReplicaUnitTests
         // NOTPRIMARY ("not applied") would be a lie that a plain client cannot recover from.
         const string refusing = "127.0.0.1:1";
         Replica primary = NewReplica(A);
-        primary.OnView(new View(1, A, ""), acked: false);
+        primary.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
         primary.OnView(new View(1, A, ""), acked: true);
         primary.OnView(new View(2, A, refusing)); // the backup never confirms
         ValueTask<RespValue> write = primary.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
@@ -169,7 +169,7 @@ public class ReplicaUnitTests
     public async Task LonePrimary_CommitsAtOnce_AndRetriedRequestReturnsSavedReply()
     {
         Replica primary = NewReplica(A);
-        primary.OnView(new View(1, A, ""), acked: false);
+        primary.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
         primary.OnView(new View(1, A, ""), acked: true);
         var op = new Operation(OpCode.PutHash, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 5, RequestSeq: 1);
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
@@ -185,7 +185,7 @@ public class ReplicaUnitTests
         // confirms. Its old commit index (5) must not answer writes 3-5 of the new history early.
         const string R = "10.0.0.1:1", Q = "10.0.0.2:1", Unreachable = "127.0.0.1:1";
         Replica r = NewReplica(R);
-        r.OnView(new View(1, R, ""), acked: false);
+        r.OnView(new View(1, R, ""), acked: false, lastAckedView: 0);
         r.OnView(new View(1, R, ""), acked: true, lastAckedView: 1);
         for (int i = 0; i < 5; i++) await r.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "old"u8.ToArray()));
         Assert.Equal(5, r.CommitIndex);
