@@ -122,13 +122,27 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
         }
     }
 
-    /// <summary>Adds a member (leader only): it is caught up, then the new configuration is committed.</summary>
-    public async Task<bool> AddMemberAsync(EndPoint raftEndPoint, CancellationToken cancellationToken) =>
-        await _cluster.AddMemberAsync(raftEndPoint, cancellationToken);
+    /// <summary>
+    /// Adds a member (leader only): it is caught up, the new configuration is committed, and a replication round
+    /// makes every reachable member use it.
+    /// </summary>
+    public async Task<bool> AddMemberAsync(EndPoint raftEndPoint, CancellationToken cancellationToken)
+    {
+        bool added = await _cluster.AddMemberAsync(raftEndPoint, cancellationToken);
+        await _cluster.ForceReplicationAsync(cancellationToken);
+        return added;
+    }
 
-    /// <summary>Removes a member (leader only) by committing a configuration without it.</summary>
-    public async Task<bool> RemoveMemberAsync(EndPoint raftEndPoint, CancellationToken cancellationToken) =>
-        await _cluster.RemoveMemberAsync(raftEndPoint, cancellationToken);
+    /// <summary>Removes a member (leader only): a configuration without it is committed and sent to every member.</summary>
+    public async Task<bool> RemoveMemberAsync(EndPoint raftEndPoint, CancellationToken cancellationToken)
+    {
+        bool removed = await _cluster.RemoveMemberAsync(raftEndPoint, cancellationToken);
+        await _cluster.ForceReplicationAsync(cancellationToken);
+        return removed;
+    }
+
+    /// <summary>The Raft addresses of the members in this member's configuration.</summary>
+    public IReadOnlyList<EndPoint> Configuration => _cluster.Members.Select(m => m.EndPoint).ToList();
 
     private void OnLeaderChanged(ICluster sender, IClusterMember? leader)
     {

@@ -30,10 +30,14 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
     /// <summary>This endpoint's own address (reported by <c>VS.MEMBER</c>).</summary>
     public string Address { get; set; } = address;
 
+    /// <summary>Set when the node is crashed (<see cref="CoordinatorNode.KillAsync"/>): from then on nothing is answered.</summary>
+    public volatile bool Killed;
+
     /// <inheritdoc />
     protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(command);
+        if (Killed) return null;
         if (NotLeader(command.Name) is { } redirect) return redirect;
         switch (command.Name)
         {

@@ -15,8 +15,11 @@ public sealed class CoordinatorNode : IAsyncDisposable
     private readonly RespHost _host;
     private readonly IDisposable _timer;
 
-    private CoordinatorNode(ViewService viewService, CoordinatorGroup? group, RespHost host, IDisposable timer, string address)
+    private readonly CoordinatorHandler _handler;
+
+    private CoordinatorNode(ViewService viewService, CoordinatorGroup? group, RespHost host, CoordinatorHandler handler, IDisposable timer, string address)
     {
+        _handler = handler;
         ViewService = viewService;
         Group = group;
         _host = host;
@@ -63,7 +66,7 @@ public sealed class CoordinatorNode : IAsyncDisposable
         }
         string address = options.Group?.Address ?? Advertise(host.EndPoint);
         handler.Address = address;
-        return new CoordinatorNode(viewService, group, host, viewService.Start(), address);
+        return new CoordinatorNode(viewService, group, host, handler, viewService.Start(), address);
     }
 
     /// <summary>Stops the timer, the listener (open connections get a moment to finish) and leaves the group.</summary>
@@ -71,6 +74,18 @@ public sealed class CoordinatorNode : IAsyncDisposable
     {
         _timer.Dispose();
         await _host.StopAsync();
+        if (Group is not null) await Group.DisposeAsync();
+    }
+
+    /// <summary>
+    /// Crashes the coordinator: from this instant it answers nothing and every connection is cut; its member of the
+    /// group stops (what it wrote to its data directory stays, as after a kill -9).
+    /// </summary>
+    public async Task KillAsync()
+    {
+        _handler.Killed = true;
+        _timer.Dispose();
+        await _host.StopAsync(abort: true);
         if (Group is not null) await Group.DisposeAsync();
     }
 

@@ -147,6 +147,13 @@ public class CoordinatorGroupTests(ITestOutputHelper output)
         await admin.ChangeCoordinatorGroupAsync(add: false, dead.Peer.RaftEndPoint.ToString(), Timeout(TimeSpan.FromSeconds(60)));
         await Wait.UntilAsync(() => added.Node?.ViewService.CurrentView == cluster.View ? cluster.View : (View?)null, Patience,
             "the new member to hold the views");
+        foreach (TestCoordinator member in (TestCoordinator[])[.. kept, added])
+        {
+            IReadOnlyList<System.Net.EndPoint> configuration = member.Node!.Group!.Configuration;
+            Assert.Equal(3, configuration.Count);
+            Assert.DoesNotContain(dead.Peer.RaftEndPoint, configuration);
+            Assert.Contains(added.Peer.RaftEndPoint, configuration);
+        }
 
         // The group is now {kept..., added}: with its leader dead, the two others still elect and fail over.
         leader = await cluster.WaitForLeaderAsync(Patience);

@@ -312,7 +312,7 @@ public sealed class TestCoordinator
         try
         {
             if (Node is null) return;
-            await Node.StopAsync();
+            await Node.KillAsync();
             Node = null;
         }
         finally
