@@ -167,27 +167,57 @@ public sealed class TandemClient : IAsyncDisposable
     /// </summary>
     public async Task<IReadOnlyList<CoordinatorMemberStatus>> GetCoordinatorMembersAsync(CancellationToken cancellationToken = default)
     {
-        IReadOnlyList<string> members = CoordinatorMembers.Parse(Options.Coordinator);
-        return await Task.WhenAll(members.Select(async address =>
+        // The members given, then any other member of the group's configuration that one of them names.
+        var asked = new List<string>(CoordinatorMembers.Parse(Options.Coordinator));
+        var answers = new Dictionary<string, (CoordinatorMemberStatus Status, IReadOnlyList<string> Members)>(StringComparer.Ordinal);
+        while (asked.Where(a => !answers.ContainsKey(a)).ToArray() is { Length: > 0 } next)
         {
-            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
-            attempt.CancelAfter(Options.AttemptTimeout);
-            try
+            foreach ((string address, CoordinatorMemberStatus status, IReadOnlyList<string> members) in
+                     await Task.WhenAll(next.Select(a => AskMemberAsync(a, cancellationToken))))
             {
-                RespClientConnection connection = await ConnectAsync(address, attempt.Token);
-                RespValue reply = await connection.SendAsync(attempt.Token, Commands.VsMember);
-                if (reply.Kind != RespKind.BulkString) return new CoordinatorMemberStatus(address, "unreachable", null, null);
-                using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
-                System.Text.Json.JsonElement root = json.RootElement;
-                string leader = root.GetProperty("leader").GetString() ?? "";
-                return new CoordinatorMemberStatus(address, root.GetProperty("role").GetString() ?? "follower", root.GetProperty("term").GetInt64(),
-                    leader == "" ? null : leader);
+                answers[address] = (status, members);
+                asked.AddRange(members.Where(m => !asked.Contains(m)));
             }
-            catch (Exception e) when (IsTransient(e) || e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
-            {
-                return new CoordinatorMemberStatus(address, "unreachable", null, null);
-            }
-        }));
+        }
+        return asked.Select(a => answers[a].Status).ToList();
+    }
+
+    private async Task<(string, CoordinatorMemberStatus, IReadOnlyList<string>)> AskMemberAsync(string address, CancellationToken cancellationToken)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
+        attempt.CancelAfter(Options.AttemptTimeout);
+        var unreachable = new CoordinatorMemberStatus(address, "unreachable", null, null);
+        try
+        {
+            RespClientConnection connection = await ConnectAsync(address, attempt.Token);
+            RespValue reply = await connection.SendAsync(attempt.Token, Commands.VsMember);
+            if (reply.Kind != RespKind.BulkString) return (address, unreachable, []);
+            using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
+            System.Text.Json.JsonElement root = json.RootElement;
+            string leader = root.GetProperty("leader").GetString() ?? "";
+            string[] members = root.TryGetProperty("members", out System.Text.Json.JsonElement list)
+                ? list.EnumerateArray().Select(m => m.GetString() ?? "").Where(IsAddress).ToArray()
+                : [];
+            return (address, new CoordinatorMemberStatus(address, root.GetProperty("role").GetString() ?? "follower",
+                root.GetProperty("term").GetInt64(), leader == "" ? null : leader), members);
+        }
+        catch (Exception e) when (IsTransient(e) || e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return (address, unreachable, []);
+        }
+    }
+
+    private static bool IsAddress(string text)
+    {
+        try
+        {
+            RespClientConnection.ParseEndPoint(text);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

@@ -16,7 +16,8 @@ namespace Tandem.Coordinator;
 /// <param name="Address">Its RESP address (what servers and clients use), or its Raft address when unknown.</param>
 /// <param name="RaftEndPoint">Its Raft address.</param>
 /// <param name="Role"><c>leader</c>, <c>follower</c> or <c>unreachable</c>.</param>
-public sealed record GroupMember(string Address, EndPoint RaftEndPoint, string Role);
+/// <param name="AddressKnown">False while a member added later has not said its RESP address yet.</param>
+public sealed record GroupMember(string Address, EndPoint RaftEndPoint, string Role, bool AddressKnown = true);
 
 /// <summary>
 /// This process's member of the coordinator group: a Raft node (DotNext.Net.Cluster) with a write-ahead log
@@ -39,6 +40,7 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
     private volatile bool _leading;
     private Task _leadLoop = Task.CompletedTask;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<EndPoint, string> _addresses = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<EndPoint, byte> _learning = new();
 
     private CoordinatorGroup(ViewService engine, ViewStateMachine machine, WriteAheadLog wal, RaftCluster cluster, ILogger log)
     {
@@ -60,8 +62,14 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
 
     /// <summary>Every member of the group's configuration, with its role as this member sees it.</summary>
     public IReadOnlyList<GroupMember> Members =>
-        _cluster.Members.Select(m => new GroupMember(AddressOf(m), m.EndPoint,
-            m.IsLeader ? "leader" : m.Status == ClusterMemberStatus.Unavailable ? "unreachable" : "follower")).ToList();
+        _cluster.Members.Select(m =>
+        {
+            string address = AddressOf(m);
+            bool known = address != m.EndPoint.ToString();
+            if (!known && m.IsRemote) _ = LearnAddressAsync(m);
+            return new GroupMember(address, m.EndPoint,
+                m.IsLeader ? "leader" : m.Status == ClusterMemberStatus.Unavailable ? "unreachable" : "follower", known);
+        }).ToList();
 
     /// <summary>
     /// Opens the log under <see cref="CoordinatorGroupOptions.DataDirectory"/> (restoring the view state it holds),
@@ -192,6 +200,7 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
     /// <summary>A member not given in the peers (added later) says its RESP address in its metadata.</summary>
     private async Task LearnAddressAsync(IClusterMember member)
     {
+        if (!_learning.TryAdd(member.EndPoint, 0)) return; // one question in flight per member
         try
         {
             IReadOnlyDictionary<string, string> metadata = await member.GetMetadataAsync(true, _stop.Token);
@@ -200,6 +209,10 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _log.LogDebug("could not learn the address of member {Member}: {Error}", member.EndPoint, e.Message);
+        }
+        finally
+        {
+            _learning.TryRemove(member.EndPoint, out _);
         }
     }
 

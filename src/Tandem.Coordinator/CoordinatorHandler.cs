@@ -138,7 +138,7 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         }
     }
 
-    /// <summary><c>VS.MEMBER</c>: <c>{"address","role","term","leader","view"}</c>.</summary>
+    /// <summary><c>VS.MEMBER</c>: <c>{"address","role","term","leader","view","members"}</c> (members: the group's configuration).</summary>
     private byte[] MemberJson()
     {
         var buffer = new ArrayBufferWriter<byte>();
@@ -150,6 +150,10 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
             json.WriteNumber("term", Group?.Term ?? 0);
             json.WriteString("leader", ViewService.IsLeading ? Address : Group?.LeaderAddress ?? "");
             json.WriteNumber("view", ViewService.CurrentView.Number);
+            json.WriteStartArray("members");
+            if (Group is null) json.WriteStringValue(Address);
+            else foreach (GroupMember member in Group.Members.Where(m => m.AddressKnown)) json.WriteStringValue(member.Address);
+            json.WriteEndArray();
             json.WriteEndObject();
         }
         return buffer.WrittenSpan.ToArray();

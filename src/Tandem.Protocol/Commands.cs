@@ -39,7 +39,8 @@ public static class Commands
     public const string VsStatus = "VS.STATUS";
     /// <summary>
     /// <c>VS.MEMBER</c>: this coordinator group member, as one JSON bulk string
-    /// (<c>{"address","role","term","leader","view"}</c>); any member answers.
+    /// (<c>{"address","role","term","leader","view","members"}</c>, members being the addresses in the group's
+    /// configuration); any member answers.
     /// </summary>
     public const string VsMember = "VS.MEMBER";
     /// <summary>
