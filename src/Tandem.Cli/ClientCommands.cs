@@ -21,8 +21,19 @@ internal static class ClientCommands
         yield return ClientCommand("status", "Show the current view, the servers the coordinator group knows, and each group member.", [json],
             async (parse, client, ct) =>
             {
-                string status = await client.GetStatusJsonAsync(ct);
                 IReadOnlyList<CoordinatorMemberStatus> members = await client.GetCoordinatorMembersAsync(ct);
+                string status;
+                try
+                {
+                    status = await client.GetStatusJsonAsync(ct);
+                }
+                catch (TimeoutException e)
+                {
+                    // No leader answered: say what each member said, which tells why (a majority down, an election).
+                    string said = string.Join(", ", members.Select(m => $"{m.Address} {m.Role}" + (m.Term is { } t ? $" (term {t})" : "")));
+                    throw new TimeoutException($"{e.Message}; coordinators: {said}", e);
+                }
+                members = await client.GetCoordinatorMembersAsync(ct);
                 string merged = WithCoordinators(status, members);
                 return parse.GetValue(json) ? merged : Readable(merged);
             });

@@ -52,5 +52,58 @@ public class CliTests
         Assert.Equal(2, (await TandemProcess.RunAsync(null, "server", "--listen", "127.0.0.1:1")).ExitCode);
     }
 
+    [Fact]
+    public async Task Dev_WithThreeCoordinators_RunsAGroup_AndServes()
+    {
+        int port = FreeBlock();
+        TandemProcess dev = TandemProcess.Start("dev", "--coordinators", "3", "--servers", "2", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            string group = string.Join(',', Enumerable.Range(port, 3).Select(p => $"127.0.0.1:{p}"));
+            var env = new Dictionary<string, string> { ["TANDEM_COORDINATOR"] = group };
+            Assert.Equal(0, (await TandemProcess.RunAsync(env, "put", "k", "v", "--timeout", "60s")).ExitCode);
+            Assert.Equal((0, "v\n"), Out(await TandemProcess.RunAsync(env, "get", "k")));
+            (int code, string json, _) = await TandemProcess.RunAsync(env, "status", "--json");
+            Assert.Equal(0, code);
+            using JsonDocument status = JsonDocument.Parse(json);
+            JsonElement[] members = status.RootElement.GetProperty("coordinators").EnumerateArray().ToArray();
+            Assert.Equal(Enumerable.Range(port, 3).Select(p => $"127.0.0.1:{p}"), members.Select(m => m.GetProperty("address").GetString()));
+            Assert.Single(members, m => m.GetProperty("role").GetString() == "leader");
+            Assert.All(members, m => Assert.True(m.GetProperty("term").GetInt64() >= 1));
+            // The servers take the ports after the group's.
+            Assert.Contains(status.RootElement.GetProperty("primary").GetString(), new[] { $"127.0.0.1:{port + 3}", $"127.0.0.1:{port + 4}" });
+        }
+        finally
+        {
+            dev.Kill();
+        }
+    }
+
+    /// <summary>A port P with P..P+4 and P+10000..P+10002 free (the dev group's RESP and Raft ports, its servers).</summary>
+    private static int FreeBlock()
+    {
+        var random = new Random();
+        while (true)
+        {
+            int port = random.Next(20000, 50000);
+            if (Enumerable.Range(port, 5).Concat(Enumerable.Range(port + 10000, 3)).All(IsFree)) return port;
+        }
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
     private static (int, string) Out((int ExitCode, string Stdout, string Stderr) r) => (r.ExitCode, r.Stdout);
 }

@@ -37,6 +37,17 @@ public class ProcessTests
             for (int i = 0; i < 200; i++) Assert.Equal($"v{i}", await client.GetAsync($"k{i}", Timeout()));
             View after = await client.GetViewAsync(Timeout());
             Assert.Equal(before.Backup, after.Primary);
+
+            // A group of one, killed with SIGKILL and started again on its directory, keeps the view history.
+            await Wait.UntilAsync(() => StatusAcked(coordinator) && TryView(client) is { Backup: not "" }, TimeSpan.FromSeconds(60), "a new synced backup");
+            View settled = await client.GetViewAsync(Timeout());
+            processes[0].Kill();
+            processes[0] = group.Start(0);
+            View restarted = await client.GetViewAsync(Timeout());
+            Assert.True(restarted.Number >= settled.Number, $"view went back from {settled.Number} to {restarted.Number}");
+            Assert.Equal(settled.Primary, restarted.Primary);
+            processes.Single(p => p.Arguments.Contains(restarted.Primary)).Kill();
+            for (int i = 0; i < 200; i++) Assert.Equal($"v{i}", await client.GetAsync($"k{i}", Timeout()));
         }
         finally
         {
