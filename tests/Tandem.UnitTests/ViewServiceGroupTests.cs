@@ -19,6 +19,10 @@ public class ViewServiceGroupTests
     private sealed class Group
     {
         private readonly List<ViewService> _members = new();
+        private readonly Dictionary<ViewService, int> _appliedUpTo = new();
+
+        /// <summary>Members cut off from the leader: they apply nothing until reconnected.</summary>
+        public HashSet<ViewService> Partitioned { get; } = new();
         private readonly List<(ViewService From, ViewRecord Record, TaskCompletionSource<bool> Done)> _held = new();
 
         public FakeTimeProvider Clock { get; } = new();
@@ -58,10 +62,21 @@ public class ViewServiceGroupTests
             foreach ((ViewService _, ViewRecord record, TaskCompletionSource<bool> done) in _held.ToArray())
             {
                 Committed.Add(record);
-                foreach (ViewService m in _members) m.Apply(record);
+                CatchUp();
                 done.SetResult(true);
             }
             _held.Clear();
+        }
+
+        /// <summary>Every connected member applies the committed records it has not applied yet, in log order.</summary>
+        public void CatchUp()
+        {
+            foreach (ViewService m in _members.Where(m => !Partitioned.Contains(m)))
+            {
+                int from = _appliedUpTo.GetValueOrDefault(m);
+                for (int i = from; i < Committed.Count; i++) m.Apply(Committed[i]);
+                _appliedUpTo[m] = Committed.Count;
+            }
         }
 
         /// <summary>Every held commit is lost (its leader was deposed before a majority had it).</summary>
@@ -148,6 +163,40 @@ public class ViewServiceGroupTests
         Assert.Equal(new View(3, "b:2", ""), leader.CurrentView);
         Assert.Equal(new View(3, "b:2", ""), follower.CurrentView);
         Assert.False(follower.PrimaryAcked);
+    }
+
+    [Fact]
+    public async Task PartitionedFollower_CatchesUpOnEveryRecordInOrder()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        ViewService follower = group.AddMember();
+        group.CatchUp();
+        Assert.Equal(new View(2, "a:1", "b:2"), follower.CurrentView);
+        var seen = new List<View>();
+        follower.ViewChanged += seen.Add;
+
+        group.Partitioned.Add(follower);
+        group.Sleep(D); // a dies: b is promoted, then c becomes the backup and b acks
+        leader.Ping("b:2", 2);
+        leader.Tick();
+        await SettleAsync(leader);
+        leader.Ping("b:2", 3);
+        await SettleAsync(leader);
+        group.Sleep();
+        leader.Ping("b:2", 3);
+        leader.Ping("c:3", 0);
+        leader.Tick();
+        await SettleAsync(leader);
+        Assert.Equal(new View(4, "b:2", "c:3"), leader.CurrentView);
+        Assert.Equal(new View(2, "a:1", "b:2"), follower.CurrentView); // it heard nothing
+
+        group.Partitioned.Clear();
+        group.CatchUp();
+        Assert.Equal(leader.CurrentView, follower.CurrentView);
+        Assert.Equal(leader.PrimaryAcked, follower.PrimaryAcked);
+        Assert.Equal(3, follower.GetStatus().LastAcked?.Number);
+        Assert.Equal([new View(3, "b:2", ""), new View(4, "b:2", "c:3")], seen);
     }
 
     [Fact]
