@@ -8,7 +8,25 @@ using Tandem.Protocol;
 namespace Tandem.Chaos;
 
 /// <summary>The leader's view and whether the primary acknowledged it, as <c>VS.STATUS</c> reports.</summary>
-internal readonly record struct ClusterStatus(long View, string Primary, string Backup, bool Acked);
+/// <param name="View">The current view's number.</param>
+/// <param name="Primary">Its primary ("" for none).</param>
+/// <param name="Backup">Its backup ("" for none).</param>
+/// <param name="Acked">Whether the primary acknowledged it.</param>
+/// <param name="Servers">What the leader heard from each server, by address (empty when not read).</param>
+internal readonly record struct ClusterStatus(long View, string Primary, string Backup, bool Acked, IReadOnlyDictionary<string, ServerHeard>? Servers = null)
+{
+    /// <summary>
+    /// Whether <paramref name="address"/> is known to hold the current view's whole state: it pinged the leader
+    /// within the last 500 ms, alive, not restarted, saying it holds this view (a server started again empty says
+    /// 0; a leader that has not heard from it since it took over knows nothing).
+    /// </summary>
+    public bool Holds(string address) =>
+        address != "" && Servers is { } servers && servers.TryGetValue(address, out ServerHeard heard)
+        && heard is { Alive: true, Restarted: false, SinceLastPingMs: <= 500 } && heard.HeldView >= View;
+}
+
+/// <summary>One server as the leader last heard from it (an entry of <c>VS.STATUS</c>'s <c>servers</c>).</summary>
+internal readonly record struct ServerHeard(bool Alive, long SinceLastPingMs, long HeldView, bool Restarted);
 
 /// <summary>One member of the coordinator group as it answers <c>VS.MEMBER</c>.</summary>
 /// <param name="Leads">It says it leads (and decides).</param>
@@ -318,8 +336,18 @@ internal sealed class Cluster : IAsyncDisposable
             if (reply.Kind != RespKind.BulkString) return null;
             using JsonDocument json = JsonDocument.Parse(reply.Text);
             JsonElement root = json.RootElement;
+            var servers = new Dictionary<string, ServerHeard>();
+            if (root.TryGetProperty("servers", out JsonElement list))
+            {
+                foreach (JsonElement e in list.EnumerateArray())
+                {
+                    servers[e.GetProperty("address").GetString() ?? ""] = new ServerHeard(e.GetProperty("alive").GetBoolean(),
+                        e.GetProperty("lastPingMsAgo").GetInt64(), e.TryGetProperty("heldView", out JsonElement held) ? held.GetInt64() : -1,
+                        e.GetProperty("restarted").GetBoolean());
+                }
+            }
             var status = new ClusterStatus(root.GetProperty("view").GetInt64(), root.GetProperty("primary").GetString() ?? "",
-                root.GetProperty("backup").GetString() ?? "", root.GetProperty("acked").GetBoolean());
+                root.GetProperty("backup").GetString() ?? "", root.GetProperty("acked").GetBoolean(), servers);
             return members.Any(m => m is { } other && other.View > status.View) ? null : status;
         }
         catch (Exception) when (!ct.IsCancellationRequested)

@@ -60,7 +60,15 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             {
                 return;
             }
-            Active? active = fault.OnCoordinators ? await ApplyToCoordinatorsAsync(fault, stop) : await ApplyAsync(fault, stop);
+            Active? active;
+            try
+            {
+                active = fault.OnCoordinators ? await ApplyToCoordinatorsAsync(fault, stop) : await ApplyAsync(fault, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return; // the schedule is over while this fault was looking for its target
+            }
             if (active is null)
             {
                 Interlocked.Increment(ref _skipped);
@@ -144,10 +152,13 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
                 status = await StatusAsync(stop);
                 bool quiet;
                 lock (_lock) quiet = !_active.Any(a => !a.Fault.OnCoordinators);
-                if (quiet && status is { Acked: true, Primary: not "", Backup: not "" }) break;
+                // The copy that stays must be known to hold the view: a server killed and started again empty may
+                // still be named in an acknowledged view until the leader hears from it (longer after a leader change).
+                if (quiet && status is { Acked: true, Primary: not "", Backup: not "" } s
+                    && s.Holds(fault.Target == Role.Primary ? s.Backup : s.Primary)) break;
                 if (waited.Elapsed > TimeSpan.FromSeconds(3) || stop.IsCancellationRequested)
                 {
-                    log($"skip  {fault.Describe()}: {(quiet ? $"no acknowledged view with a backup ({Show(status)})" : "other server faults still active")}");
+                    log($"skip  {fault.Describe()}: {(quiet ? $"no acknowledged view with a backup known to hold it ({Show(status)})" : "other server faults still active")}");
                     return null;
                 }
                 await Task.Delay(100, CancellationToken.None);
@@ -174,7 +185,8 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             // Killing the primary of a view it has not acknowledged yet would wedge the view service for good
             // (it waits for that primary's ack), so make sure the view is still the one just read.
             ClusterStatus? again = await StatusAsync(stop);
-            if (again is null || again.Value.View != status!.Value.View || !again.Value.Acked)
+            if (again is null || again.Value.View != status!.Value.View || !again.Value.Acked
+                || !again.Value.Holds(fault.Target == Role.Primary ? again.Value.Backup : again.Value.Primary))
             {
                 log($"skip  {fault.Describe()}: the view changed ({Show(again)})");
                 return null;

@@ -38,8 +38,8 @@ public partial class ChaosTests
     [Fact]
     public async Task ChaosSchedule_SameSeed_SameFaults()
     {
-        (int first, string a, _) = await RunAsync(["chaos", "--seed", "7", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
-        (int second, string b, _) = await RunAsync(["chaos", "--seed", "7", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
+        (int first, string a, _) = await RunAsync(["chaos", "--seed", "9", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
+        (int second, string b, _) = await RunAsync(["chaos", "--seed", "9", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
         (_, string other, _) = await RunAsync(["chaos", "--seed", "8", "--duration", "60s", "--dry-run"], TimeSpan.FromSeconds(60));
         Assert.Equal(0, first);
         Assert.Equal(0, second);
