@@ -62,7 +62,7 @@ public sealed record ChaosOptions
     /// <summary>After everything heals, a write must succeed within this. Default 30 s.</summary>
     public TimeSpan LivenessLimit { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Node ping interval (coordinator and servers). Default 100 ms.</summary>
+    /// <summary>Node ping interval (coordinators and servers). Default 100 ms.</summary>
     public TimeSpan PingInterval { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Missed pings after which the coordinator declares a server dead. Default 5.</summary>
@@ -95,6 +95,21 @@ public sealed record ChaosOptions
     /// <summary>Passed to every server as <c>--backup-timeout DURATION</c>; null passes nothing (the server's default).</summary>
     public TimeSpan? BackupTimeout { get; init; }
 
+    /// <summary>
+    /// Members of the coordinator group, each a process with its own data directory under the output directory.
+    /// Default 3; 1 is a group of one (no minority to kill).
+    /// </summary>
+    public int Coordinators { get; init; } = 3;
+
+    /// <summary>The most coordinator members a run may have.</summary>
+    public const int MaxCoordinators = 7;
+
+    /// <summary>Fault kinds never drawn (<c>--without</c>); empty by default: every kind.</summary>
+    public IReadOnlySet<FaultKind> DisabledFaults { get; init; } = new HashSet<FaultKind>();
+
+    /// <summary>The seed's fault schedule under these options.</summary>
+    public IReadOnlyList<PlannedFault> Plan() => FaultPlan.Generate(Seed, Duration, Coordinators, DisabledFaults);
+
     /// <summary>The workload's settings that the seed and these options fix, one line each (for <c>--dry-run</c>).</summary>
     public IEnumerable<string> DescribeWorkload()
     {
@@ -107,6 +122,7 @@ public sealed record ChaosOptions
                 $"workload: {BigKeys} big-value keys per epoch (b0..b{BigKeys - 1}: Put 1-4 MiB, Get, Delete), about {BigRate:0.##} big operations per second");
         string backupTimeout = BackupTimeout is TimeSpan b ? "--backup-timeout " + global::Tandem.Client.DurationParser.Format(b) : "default backup timeout";
         yield return $"servers: {(MaxSessions is int m ? $"--max-sessions {m}" : "default duplicate table")}, {backupTimeout}";
+        yield return $"coordinators: a group of {Coordinators}; faults left out: {(DisabledFaults.Count == 0 ? "none" : string.Join(",", DisabledFaults.Order().Select(FaultPlan.Name)))}";
     }
 
     internal void Validate()
@@ -121,6 +137,7 @@ public sealed record ChaosOptions
         if (BigRate < 0 || double.IsNaN(BigRate)) throw new ArgumentOutOfRangeException(nameof(BigRate), "must not be negative");
         if (MaxSessions is < 1) throw new ArgumentOutOfRangeException(nameof(MaxSessions), "must be at least 1");
         if (BackupTimeout is { } b && b <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(BackupTimeout), "must be positive");
+        if (Coordinators is < 1 or > MaxCoordinators) throw new ArgumentOutOfRangeException(nameof(Coordinators), $"must be between 1 and {MaxCoordinators}");
         Debug.Assert(DeadPings >= 1);
     }
 }

@@ -30,6 +30,9 @@ public sealed record ChaosReport
     /// <summary>Faults of the plan that were skipped because their target did not exist when they were due.</summary>
     public required int SkippedFaults { get; init; }
 
+    /// <summary>The longest time no member of the coordinator group led (as the chaos process saw it, polling ten times a second).</summary>
+    public TimeSpan LongestWithoutLeader { get; init; }
+
     /// <summary>Time from healing everything until a write succeeded; null if none did within the limit.</summary>
     public required TimeSpan? Liveness { get; init; }
 
@@ -74,6 +77,8 @@ public sealed record ChaosReport
         $"faults: kill={Count(FaultKind.Kill)} pause={Count(FaultKind.Pause)} partition={Count(FaultKind.Partition)} " +
         $"lossy={Count(FaultKind.Lossy)} delay={Count(FaultKind.Delay)} replace={Count(FaultKind.Replace)} " +
         $"synckill={Count(FaultKind.SyncKill)} cut={Count(FaultKind.Cut)} stall={Count(FaultKind.Stall)} " +
+        $"ckill={Count(FaultKind.CKill)} cpause={Count(FaultKind.CPause)} cpart={Count(FaultKind.CPart)} " +
+        $"cminority={Count(FaultKind.CMinority)} callkill={Count(FaultKind.CAllKill)} noleader={LongestWithoutLeader.TotalSeconds:0.0}s " +
         $"liveness={(Liveness is { } l ? $"{l.TotalSeconds:0.0}s" : "FAILED")} lost={Lost} duplicated={Duplicated} " +
         $"{(UnreadKeys > 0 ? $"unread={UnreadKeys} " : "")}{(SessionsExpired > 0 ? $"expired={SessionsExpired} " : "")}verdict={Verdict}");
 

@@ -6,10 +6,10 @@ using Tandem.Client;
 namespace Tandem.Chaos;
 
 /// <summary>
-/// Runs one fault campaign: starts a coordinator and three servers as real processes behind fault-injecting proxies,
-/// runs the clients while the nemesis plays the seed's fault schedule, heals everything, measures how long until a
-/// write succeeds again, reads every key, and checks the recorded history for linearizability, lost acknowledged
-/// appends and requests applied twice.
+/// Runs one fault campaign: starts a coordinator group (each member a process with its own data directory) and three
+/// servers as real processes behind fault-injecting proxies, runs the clients while the nemesis plays the seed's
+/// server and coordinator faults, heals everything, measures how long until a write succeeds again, reads every key,
+/// and checks the recorded history for linearizability, lost acknowledged appends and requests applied twice.
 /// </summary>
 public static class ChaosRunner
 {
@@ -26,7 +26,7 @@ public static class ChaosRunner
         bool keep = options.OutputDirectory is not null;
         string directory = options.OutputDirectory ?? Path.Combine(Path.GetTempPath(), $"tandem-chaos-{options.Seed}-{Guid.NewGuid().ToString("N")[..8]}");
         Directory.CreateDirectory(directory);
-        IReadOnlyList<PlannedFault> plan = FaultPlan.Generate(options.Seed, options.Duration);
+        IReadOnlyList<PlannedFault> plan = options.Plan();
         await File.WriteAllLinesAsync(Path.Combine(directory, "schedule.txt"), options.DescribeWorkload().Concat(plan.Select(f => f.Describe())), cancellationToken);
 
         using var events = new StreamWriter(Path.Combine(directory, "events.log")) { AutoFlush = true };
@@ -44,7 +44,7 @@ public static class ChaosRunner
         ChaosReport report;
         await using (Cluster cluster = Cluster.Start(options, tandem, directory, FaultPlan.Replacements(plan)))
         {
-            Event($"started coordinator {cluster.CoordinatorAddress}, servers {string.Join(", ", cluster.Slots.Select(s => $"{s.Name}={s.Identity}"))} ({tandem})");
+            Event($"started coordinators {string.Join(", ", cluster.Coordinators.Select(c => $"{c.Name}={c.Address}"))}, servers {string.Join(", ", cluster.Slots.Select(s => $"{s.Name}={s.Identity}"))} ({tandem})");
             await cluster.StartAsync(Event, cancellationToken);
             report = await CampaignAsync(options, cluster, plan, directory, Event, log, cancellationToken);
         }
@@ -68,12 +68,15 @@ public static class ChaosRunner
         string directory, Action<string> log, TextWriter output, CancellationToken ct)
     {
         var history = new HistoryRecorder();
-        var workload = new Workload(options, cluster.CoordinatorAddress, history, log);
+        var workload = new Workload(options, cluster.CoordinatorList, history, log);
         var nemesis = new Nemesis(cluster, () => history.Elapsed, log);
         string spill = Directory.CreateDirectory(Path.Combine(directory, "history")).FullName;
-        var verifier = new Verifier(options, workload, history, cluster.CoordinatorAddress, spill, log);
+        var verifier = new Verifier(options, workload, history, cluster.CoordinatorList, spill, log);
+        var watch = new LeaderWatch(cluster, log);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var stopWatching = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Task watching = watch.RunAsync(stopWatching.Token);
         Task clients = workload.RunAsync(stop.Token, ct);
         Task verifying = verifier.RunAsync(clients, ct);
         Task faults = nemesis.RunAsync(plan, stop.Token);
@@ -89,6 +92,8 @@ public static class ChaosRunner
         // Liveness: how long until a write succeeds again.
         TimeSpan? liveness = await LivenessAsync(options, cluster, ct);
         log(liveness is { } l ? $"a write succeeded {l.TotalSeconds:0.000}s after healing" : $"no write succeeded within {options.LivenessLimit.TotalSeconds:0}s of healing");
+        await stopWatching.CancelAsync();
+        await watching;
         await clients;
         // The epochs not verified yet get their final reads now, after everything healed.
         await verifying;
@@ -108,6 +113,7 @@ public static class ChaosRunner
             Failed = verifier.Failed,
             Faults = nemesis.Applied,
             SkippedFaults = nemesis.Skipped,
+            LongestWithoutLeader = watch.LongestWithoutLeader,
             Liveness = liveness,
             Lost = verifier.Lost,
             Duplicated = verifier.Duplicated,
@@ -144,7 +150,7 @@ public static class ChaosRunner
     private static async Task<TimeSpan?> LivenessAsync(ChaosOptions options, Cluster cluster, CancellationToken ct)
     {
         var since = Stopwatch.StartNew();
-        await using var client = new TandemClient(new TandemClientOptions { Coordinator = cluster.CoordinatorAddress, OperationTimeout = TimeSpan.FromSeconds(1) });
+        await using var client = new TandemClient(new TandemClientOptions { Coordinator = cluster.CoordinatorList, OperationTimeout = TimeSpan.FromSeconds(1) });
         for (int attempt = 0; since.Elapsed < options.LivenessLimit; attempt++)
         {
             try

@@ -27,7 +27,8 @@ internal sealed record LinkEffect(bool BlackHole = false, int DelayMs = 0, doubl
 /// (connections stay open and bytes vanish), delays them, stalls them (takes them in, passes nothing or a trickle on
 /// until healed, then everything, without closing anything), or closes connections at random. Effects are added and
 /// removed by the nemesis; removing the last black hole closes every connection that lost bytes, so no stream ever
-/// resumes with a hole in it.
+/// resumes with a hole in it. Optionally it rewrites exact byte strings in the replies (<see cref="ReplyRewrites"/>),
+/// so that a coordinator naming its leader names the proxy to it instead.
 /// </summary>
 internal sealed class FaultProxy : IAsyncDisposable
 {
@@ -59,6 +60,18 @@ internal sealed class FaultProxy : IAsyncDisposable
 
     /// <summary>The <c>127.0.0.1:PORT</c> to dial instead of the target.</summary>
     public string Address { get; }
+
+    private volatile ReplyRewriter? _rewriter;
+
+    /// <summary>
+    /// Exact strings replaced in the bytes that come back (<see cref="Direction.Backward"/>), across reads; for
+    /// connections made from then on. Empty: none.
+    /// </summary>
+    public IReadOnlyList<(string From, string To)> ReplyRewrites
+    {
+        get => _rewriter?.Rules ?? [];
+        set => _rewriter = value.Count == 0 ? null : new ReplyRewriter(value);
+    }
 
     public void Add(Direction direction, LinkEffect effect)
     {
@@ -175,6 +188,7 @@ internal sealed class FaultProxy : IAsyncDisposable
         // Bytes wait here until their delay has passed, so a delay holds bytes without reordering them.
         var queue = Channel.CreateUnbounded<(byte[] Bytes, long Due)>(new() { SingleReader = true, SingleWriter = true });
         Task sender = SendLoopAsync(connection, queue.Reader, to, direction);
+        ReplyRewriter.Stream? rewrite = direction == Direction.Backward ? _rewriter?.Open() : null;
         try
         {
             var buffer = new byte[16 * 1024];
@@ -182,6 +196,8 @@ internal sealed class FaultProxy : IAsyncDisposable
             {
                 int n = await from.ReceiveAsync(buffer, SocketFlags.None, connection.Closed);
                 if (n == 0) break;
+                byte[] chunk = rewrite is null ? buffer.AsSpan(0, n).ToArray() : rewrite.Feed(buffer.AsSpan(0, n));
+                if (chunk.Length == 0) continue;
                 State state = Current(direction);
                 if (state.BlackHole || connection.Tainted)
                 {
@@ -194,7 +210,7 @@ internal sealed class FaultProxy : IAsyncDisposable
                     break;
                 }
                 long due = state.DelayMs > 0 ? Environment.TickCount64 + state.DelayMs : 0;
-                queue.Writer.TryWrite((buffer.AsSpan(0, n).ToArray(), due));
+                queue.Writer.TryWrite((chunk, due));
             }
         }
         finally
@@ -278,6 +294,65 @@ internal sealed class FaultProxy : IAsyncDisposable
             {
             }
             socket.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// Replaces exact byte strings in a stream that arrives in pieces: a piece that ends in the beginning of a rule's
+/// string is held back until the next piece tells whether it is the whole string. Meant for RESP replies, whose
+/// rules end in <c>\r\n</c>: bytes held back are always part of an unfinished line, so more follow.
+/// </summary>
+internal sealed class ReplyRewriter
+{
+    private readonly (byte[] From, byte[] To)[] _rules;
+
+    public ReplyRewriter(IReadOnlyList<(string From, string To)> rules)
+    {
+        Rules = [.. rules];
+        _rules = [.. rules.Where(r => r.From.Length > 0).Select(r => (System.Text.Encoding.ASCII.GetBytes(r.From), System.Text.Encoding.ASCII.GetBytes(r.To)))];
+    }
+
+    public IReadOnlyList<(string From, string To)> Rules { get; }
+
+    /// <summary>The state of one connection's reply stream.</summary>
+    public Stream Open() => new(_rules);
+
+    internal sealed class Stream((byte[] From, byte[] To)[] rules)
+    {
+        private byte[] _held = [];
+
+        /// <summary>The bytes to pass on for <paramref name="piece"/> (possibly none yet, possibly some held from before).</summary>
+        public byte[] Feed(ReadOnlySpan<byte> piece)
+        {
+            byte[] data = [.. _held, .. piece];
+            _held = [];
+            var output = new List<byte>(data.Length);
+            int i = 0;
+            while (i < data.Length)
+            {
+                ReadOnlySpan<byte> rest = data.AsSpan(i);
+                bool replaced = false, partial = false;
+                foreach ((byte[] from, byte[] to) in rules)
+                {
+                    if (rest.StartsWith(from))
+                    {
+                        output.AddRange(to);
+                        i += from.Length;
+                        replaced = true;
+                        break;
+                    }
+                    if (rest.Length < from.Length && from.AsSpan().StartsWith(rest)) partial = true;
+                }
+                if (replaced) continue;
+                if (partial)
+                {
+                    _held = rest.ToArray();
+                    break;
+                }
+                output.Add(data[i++]);
+            }
+            return [.. output];
         }
     }
 }

@@ -3,10 +3,12 @@ using System.Diagnostics;
 namespace Tandem.Chaos;
 
 /// <summary>
-/// Plays a <see cref="FaultPlan"/> against a <see cref="Cluster"/>: resolves each fault's roles from the coordinator
-/// when it starts, applies it, and heals it after its length. A fault whose target does not exist at that moment
-/// (no backup, coordinator not answering for a kill) is skipped and counted. Servers are slots of the
-/// <see cref="Cluster"/>: a replacement retires one for good and, when it heals, brings in a fresh one.
+/// Plays a <see cref="FaultPlan"/> against a <see cref="Cluster"/>: resolves each fault's roles from the group's
+/// leader (or the leader itself, for coordinator faults) when it starts, applies it, and heals it after its length.
+/// Server faults and coordinator faults are two tracks played at once, so they overlap. A fault whose target does
+/// not exist at that moment (no backup, no leader answering for a kill) is skipped and counted. Servers are slots of
+/// the <see cref="Cluster"/>: a replacement retires one for good and, when it heals, brings in a fresh one; killed
+/// members of the group start again on their data directories.
 /// </summary>
 internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<string> log)
 {
@@ -24,12 +26,28 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         public FaultKind Counted { get; } = counted;
     }
 
-    public Dictionary<FaultKind, int> Applied { get; } = Enum.GetValues<FaultKind>().ToDictionary(k => k, _ => 0);
+    private readonly Dictionary<FaultKind, int> _applied = Enum.GetValues<FaultKind>().ToDictionary(k => k, _ => 0);
+    private int _skipped;
 
-    public int Skipped { get; private set; }
+    /// <summary>Faults applied so far, by the kind they count as.</summary>
+    public Dictionary<FaultKind, int> Applied
+    {
+        get
+        {
+            lock (_lock) return new Dictionary<FaultKind, int>(_applied);
+        }
+    }
 
-    /// <summary>Runs the plan until its end or <paramref name="stop"/>; faults still active stay so until <see cref="HealAllAsync"/>.</summary>
-    public async Task RunAsync(IReadOnlyList<PlannedFault> plan, CancellationToken stop)
+    public int Skipped => Volatile.Read(ref _skipped);
+
+    /// <summary>
+    /// Runs the plan until its end or <paramref name="stop"/>, its server faults and its coordinator faults as two
+    /// tracks at once; faults still active stay so until <see cref="HealAllAsync"/>.
+    /// </summary>
+    public Task RunAsync(IReadOnlyList<PlannedFault> plan, CancellationToken stop) =>
+        Task.WhenAll(TrackAsync([.. plan.Where(f => !f.OnCoordinators)], stop), TrackAsync([.. plan.Where(f => f.OnCoordinators)], stop));
+
+    private async Task TrackAsync(IReadOnlyList<PlannedFault> plan, CancellationToken stop)
     {
         foreach (PlannedFault fault in plan)
         {
@@ -42,15 +60,23 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             {
                 return;
             }
-            Active? active = await ApplyAsync(fault, stop);
+            Active? active;
+            try
+            {
+                active = fault.OnCoordinators ? await ApplyToCoordinatorsAsync(fault, stop) : await ApplyAsync(fault, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return; // the schedule is over while this fault was looking for its target
+            }
             if (active is null)
             {
-                Skipped++;
+                Interlocked.Increment(ref _skipped);
                 continue;
             }
-            Applied[active.Counted]++;
             lock (_lock)
             {
+                _applied[active.Counted]++;
                 _active.Add(active);
                 _heals.Add(HealLaterAsync(active, fault.Length, stop));
             }
@@ -93,7 +119,11 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         foreach (Active a in active) Heal(a);
         await Task.WhenAll(heals);
         foreach (FaultProxy proxy in cluster.AllProxies) proxy.Heal();
-        if (cluster.Coordinator.IsPaused) cluster.Coordinator.Resume();
+        foreach (CoordinatorMember member in cluster.Coordinators)
+        {
+            if (member.Node.IsPaused) member.Node.Resume();
+            if (!member.Node.IsRunning) member.Node.Start();
+        }
         foreach (ServerSlot slot in cluster.Members)
         {
             if (slot.Node!.IsPaused) slot.Node.Resume();
@@ -121,11 +151,14 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             {
                 status = await StatusAsync(stop);
                 bool quiet;
-                lock (_lock) quiet = _active.Count == 0;
-                if (quiet && status is { Acked: true, Primary: not "", Backup: not "" }) break;
+                lock (_lock) quiet = !_active.Any(a => !a.Fault.OnCoordinators);
+                // The copy that stays must be known to hold the view: a server killed and started again empty may
+                // still be named in an acknowledged view until the leader hears from it (longer after a leader change).
+                if (quiet && status is { Acked: true, Primary: not "", Backup: not "" } s
+                    && s.Holds(fault.Target == Role.Primary ? s.Backup : s.Primary)) break;
                 if (waited.Elapsed > TimeSpan.FromSeconds(3) || stop.IsCancellationRequested)
                 {
-                    log($"skip  {fault.Describe()}: {(quiet ? $"no acknowledged view with a backup ({Show(status)})" : "other faults still active")}");
+                    log($"skip  {fault.Describe()}: {(quiet ? $"no acknowledged view with a backup known to hold it ({Show(status)})" : "other server faults still active")}");
                     return null;
                 }
                 await Task.Delay(100, CancellationToken.None);
@@ -152,7 +185,8 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             // Killing the primary of a view it has not acknowledged yet would wedge the view service for good
             // (it waits for that primary's ack), so make sure the view is still the one just read.
             ClusterStatus? again = await StatusAsync(stop);
-            if (again is null || again.Value.View != status!.Value.View || !again.Value.Acked)
+            if (again is null || again.Value.View != status!.Value.View || !again.Value.Acked
+                || !again.Value.Holds(fault.Target == Role.Primary ? again.Value.Backup : again.Value.Primary))
             {
                 log($"skip  {fault.Describe()}: the view changed ({Show(again)})");
                 return null;
@@ -179,7 +213,7 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         {
             case FaultKind.Pause:
             {
-                NodeProcess? node = fault.Target == Role.Coordinator ? cluster.Coordinator : NodeOf(Of(fault.Target));
+                NodeProcess? node = NodeOf(Of(fault.Target));
                 if (node is null || node.IsPaused || !node.Pause())
                 {
                     log($"skip  {fault.Describe()}: no such node running ({view})");
@@ -265,6 +299,106 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         });
     }
 
+    /// <summary>
+    /// Applies a coordinator fault. Each waits (up to 5 s) for a leader and for every running member to answer, so
+    /// it acts on a settled group; the ones aimed at the leader are skipped if none is known by then. Killed
+    /// members start again on their data directories when the fault heals.
+    /// </summary>
+    private async Task<Active?> ApplyToCoordinatorsAsync(PlannedFault fault, CancellationToken stop)
+    {
+        CoordinatorMember[] members = cluster.Coordinators;
+        MemberState?[] states = [];
+        int leader = -1;
+        var waited = Stopwatch.StartNew();
+        while (!stop.IsCancellationRequested)
+        {
+            states = await cluster.MembersAsync(TimeSpan.FromMilliseconds(500), stop);
+            leader = Cluster.LeaderOf(states);
+            bool settled = leader >= 0 && members.All(m => !m.Node.IsRunning || m.Node.IsPaused || states[m.Index] is not null);
+            if (settled || waited.Elapsed > TimeSpan.FromSeconds(5)) break;
+            await Task.Delay(100, CancellationToken.None);
+        }
+        string group = ShowGroup(states, leader);
+        if (leader < 0 && fault.Kind != FaultKind.CAllKill)
+        {
+            log($"skip  {fault.Describe()}: no coordinator leader ({group})");
+            return null;
+        }
+        switch (fault.Kind)
+        {
+            case FaultKind.CKill:
+            {
+                NodeProcess node = members[leader].Node;
+                node.Kill();
+                return Started(fault, $"{fault.Describe()} = {node.Name} ({group})", () => StartAgain(node));
+            }
+            case FaultKind.CPause:
+            {
+                NodeProcess node = members[leader].Node;
+                if (node.IsPaused || !node.Pause())
+                {
+                    log($"skip  {fault.Describe()}: {node.Name} is not running ({group})");
+                    return null;
+                }
+                return Started(fault, $"{fault.Describe()} = {node.Name} ({group})", () => node.Resume());
+            }
+            case FaultKind.CPart:
+            {
+                var blackHole = new LinkEffect(BlackHole: true);
+                FaultProxy[] links = [.. cluster.Slots.Select(s => s.CoordinatorProxies[leader])];
+                foreach (FaultProxy link in links)
+                {
+                    link.Add(Direction.Forward, blackHole);
+                    link.Add(Direction.Backward, blackHole);
+                }
+                return Started(fault, $"{fault.Describe()} = {members[leader].Name} cut off from every server ({group})", () =>
+                {
+                    foreach (FaultProxy link in links)
+                    {
+                        link.Remove(Direction.Forward, blackHole);
+                        link.Remove(Direction.Backward, blackHole);
+                    }
+                });
+            }
+            case FaultKind.CMinority:
+            {
+                List<CoordinatorMember> followers = [.. members.Where(m => m.Index != leader && m.Node.IsRunning)];
+                int count = Math.Min((members.Length - 1) / 2, followers.Count);
+                if (count == 0)
+                {
+                    log($"skip  {fault.Describe()}: no follower running ({group})");
+                    return null;
+                }
+                NodeProcess[] victims = [.. Enumerable.Range(0, count).Select(i => followers[(fault.Choice + i) % followers.Count].Node)];
+                foreach (NodeProcess victim in victims) victim.Kill();
+                return Started(fault, $"{fault.Describe()} = {string.Join(",", victims.Select(v => v.Name))} ({group})", () =>
+                {
+                    foreach (NodeProcess victim in victims) StartAgain(victim);
+                });
+            }
+            default:
+            {
+                NodeProcess[] victims = [.. members.Select(m => m.Node).Where(n => n.IsRunning)];
+                foreach (NodeProcess victim in victims) victim.Kill();
+                return Started(fault, $"{fault.Describe()} = {string.Join(",", victims.Select(v => v.Name))} ({group})", () =>
+                {
+                    foreach (NodeProcess victim in victims) StartAgain(victim);
+                });
+            }
+        }
+    }
+
+    /// <summary>Starts a killed member of the group again, on its data directory, unless it runs.</summary>
+    private static void StartAgain(NodeProcess member)
+    {
+        if (!member.IsRunning) member.Start();
+    }
+
+    private string ShowGroup(MemberState?[] states, int leader) =>
+        string.Join(" ", cluster.Coordinators.Select(m => states.Length > m.Index && states[m.Index] is { } s
+            ? $"{m.Name}:{(m.Index == leader ? "leader" : s.Leads ? "stale-leader" : "follower")}/t{s.Term}/v{s.View}"
+            : $"{m.Name}:{(m.Node.IsPaused ? "paused" : m.Node.IsRunning ? "silent" : "down")}"));
+
     private Active Started(PlannedFault fault, string description, Action heal, FaultKind? counted = null)
     {
         log($"start {description}");
@@ -277,7 +411,7 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         switch (links)
         {
             case Links.PrimaryCoordinator when primary >= 0:
-                proxies.Add(cluster.Slots[primary].CoordinatorProxy);
+                proxies.AddRange(cluster.Slots[primary].CoordinatorProxies);
                 break;
             case Links.PrimaryBackup when primary >= 0 && backup >= 0:
                 proxies.AddRange(new[] { cluster.Peer(primary, backup), cluster.Peer(backup, primary) }.OfType<FaultProxy>());
@@ -301,7 +435,7 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
     }
 
     private string Show(ClusterStatus? s) =>
-        s is { } v ? $"view {v.View} primary {Name(v.Primary)} backup {Name(v.Backup)}{(v.Acked ? "" : " unacked")}" : "coordinator silent";
+        s is { } v ? $"view {v.View} primary {Name(v.Primary)} backup {Name(v.Backup)}{(v.Acked ? "" : " unacked")}" : "no coordinator leader answering";
 
     private string Name(string address) => address == "" ? "-" : cluster.IndexOf(address) is int i and >= 0 ? $"s{i + 1}" : address;
 }

@@ -10,7 +10,7 @@ namespace Tandem.Chaos;
 /// <summary>
 /// The clients. Each is sequential (one operation at a time) and draws its operations from its own seeded random
 /// source. Even-numbered clients use <see cref="TandemClient"/> (exactly-once writes, retries); odd-numbered ones
-/// speak plain RESP to the primary named by the coordinator and never retry a write.
+/// speak plain RESP to the primary named by the coordinator group's leader and never retry a write.
 /// </summary>
 /// <remarks>
 /// Keys come in two sets: append-only keys (<c>a{i}.e{epoch}</c>: only Get and Append, so every acknowledged
@@ -252,6 +252,9 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
         int process = history.NewProcess();
         var pacer = new Pacer(options);
         RespClientConnection? viewService = null, primary = null;
+        var members = new CoordinatorMembers(coordinator);
+        string asking = "";
+        int hops = 0; // redirects followed at once (bounded: members that lost the leadership may name each other)
         try
         {
             while (!stop.IsCancellationRequested && !abort.IsCancellationRequested)
@@ -264,15 +267,32 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                     {
                         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(abort);
                         timeout.CancelAfter(TimeSpan.FromSeconds(1));
-                        if (viewService is null or { IsBroken: true }) viewService = await RespClientConnection.ConnectAsync(coordinator, timeout.Token);
-                        View view = View.FromResp(await viewService.SendAsync(timeout.Token, Commands.VsView));
-                        if (view.Primary != "") primary = await RespClientConnection.ConnectAsync(view.Primary, timeout.Token);
+                        if (viewService is not null && (viewService.IsBroken || asking != members.Current))
+                        {
+                            await viewService.DisposeAsync();
+                            viewService = null;
+                        }
+                        asking = members.Current;
+                        viewService ??= await RespClientConnection.ConnectAsync(asking, timeout.Token);
+                        RespValue answer = await viewService.SendAsync(timeout.Token, Commands.VsView);
+                        if (answer.IsError && answer.ErrorCode == ErrorCodes.NotLeader)
+                        {
+                            // A member that does not lead: ask the leader it names (or the next member) at once.
+                            if (members.Redirected(asking, answer.Text) && ++hops <= members.All.Count) continue;
+                        }
+                        else
+                        {
+                            View view = View.FromResp(answer);
+                            if (view.Primary != "") primary = await RespClientConnection.ConnectAsync(view.Primary, timeout.Token);
+                        }
                     }
                     catch (Exception) when (!abort.IsCancellationRequested)
                     {
                         if (viewService is not null) await viewService.DisposeAsync();
                         viewService = null;
+                        members.Failed(asking);
                     }
+                    hops = 0;
                     if (primary is null)
                     {
                         await Pause(abort);

@@ -45,16 +45,42 @@ internal static class ChaosCommand
                 return null;
             },
         };
+        var coordinators = new Option<int>("--coordinators")
+        {
+            HelpName = "N",
+            Description = "Members of the coordinator group, each a process with its own data directory under the output directory (1 allowed).",
+            DefaultValueFactory = _ => 3,
+        };
+        coordinators.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > ChaosOptions.MaxCoordinators) r.AddError($"--coordinators must be between 1 and {ChaosOptions.MaxCoordinators}"); });
+        var without = new Option<IReadOnlySet<FaultKind>>("--without")
+        {
+            HelpName = "KIND,...",
+            Description = $"Leave these fault kinds out of the schedule: {string.Join(", ", FaultPlan.Names.Keys)}.",
+            DefaultValueFactory = _ => new HashSet<FaultKind>(),
+            CustomParser = result =>
+            {
+                try
+                {
+                    return FaultPlan.ParseKinds(string.Join(",", result.Tokens.Select(t => t.Value)));
+                }
+                catch (FormatException e)
+                {
+                    result.AddError($"--without: {e.Message}");
+                    return new HashSet<FaultKind>();
+                }
+            },
+        };
         var recheck = new Option<string?>("--recheck")
         {
             HelpName = "DIR",
             Description = "Check again the histories a run kept with --out DIR (with --check-budget), instead of running a campaign.",
         };
 
-        var command = new Command("chaos", "Run a fault campaign: a coordinator and 3 servers as processes behind fault-injecting proxies, "
-            + "concurrent clients, kills, pauses, partitions, loss, delay, replacements, sync-kills, cuts and stalls; then check the history for linearizability. "
+        var command = new Command("chaos", "Run a fault campaign: a coordinator group and 3 servers as processes behind fault-injecting proxies, "
+            + "concurrent clients, kills, pauses, partitions, loss, delay, replacements, sync-kills, cuts and stalls on the servers, and at the same time "
+            + "kills, pauses and partitions of the group's leader, kills of a minority and of every member; then check the history for linearizability. "
             + "Exit 0 pass, 1 violation, 3 checker undecided.")
-        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, maxSessions, backupTimeout };
+        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, maxSessions, backupTimeout, coordinators, without };
         command.SetAction(async (parse, ct) =>
         {
             int n = parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000);
@@ -75,11 +101,13 @@ internal static class ChaosCommand
                 OutputDirectory = parse.GetValue(output) is { } dir ? Path.GetFullPath(dir) : null,
                 CheckBudget = parse.GetDuration(budget, TimeSpan.FromSeconds(60)),
                 Verbose = parse.GetValue(verbose),
+                Coordinators = parse.GetValue(coordinators),
+                DisabledFaults = parse.GetValue(without) ?? new HashSet<FaultKind>(),
             };
             if (parse.GetValue(dryRun))
             {
                 foreach (string line in options.DescribeWorkload()) Console.WriteLine(line);
-                foreach (PlannedFault fault in FaultPlan.Generate(n, length)) Console.WriteLine(fault.Describe());
+                foreach (PlannedFault fault in options.Plan()) Console.WriteLine(fault.Describe());
                 return 0;
             }
 
@@ -123,5 +151,7 @@ internal static class ChaosCommand
         + (o.BigKeys != 2 ? $" --big-keys {o.BigKeys}" : "")
         + (o.BigRate != 2 ? $" --big-rate {o.BigRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
         + (o.MaxSessions is int m ? $" --max-sessions {m}" : "")
-        + (o.BackupTimeout is TimeSpan b ? $" --backup-timeout {Tandem.Client.DurationParser.Format(b)}" : "");
+        + (o.BackupTimeout is TimeSpan b ? $" --backup-timeout {Tandem.Client.DurationParser.Format(b)}" : "")
+        + (o.Coordinators != 3 ? $" --coordinators {o.Coordinators}" : "")
+        + (o.DisabledFaults.Count > 0 ? $" --without {string.Join(",", o.DisabledFaults.Order().Select(FaultPlan.Name))}" : "");
 }

@@ -75,4 +75,129 @@ public class ChaosUnitTests
         while (n < 5) n += await server.ReceiveAsync(buffer.AsMemory(n), SocketFlags.None, timeout.Token);
         Assert.Equal("hello", Encoding.ASCII.GetString(buffer, 0, n));
     }
+
+    private static readonly FaultKind[] CoordinatorKinds = [FaultKind.CKill, FaultKind.CPause, FaultKind.CPart, FaultKind.CMinority, FaultKind.CAllKill];
+
+    [Fact]
+    public void FaultPlan_SameSeed_SamePlan_WithCoordinatorFaultsOfEveryKind()
+    {
+        IReadOnlyList<PlannedFault> plan = FaultPlan.Generate(3002, TimeSpan.FromMinutes(30));
+        Assert.Equal(plan, FaultPlan.Generate(3002, TimeSpan.FromMinutes(30)));
+        Assert.NotEqual(plan, FaultPlan.Generate(3003, TimeSpan.FromMinutes(30)));
+        foreach (FaultKind kind in Enum.GetValues<FaultKind>()) Assert.Contains(plan, f => f.Kind == kind);
+        Assert.Equal(Enumerable.Range(1, plan.Count), plan.Select(f => f.Number));
+        Assert.True(plan.Zip(plan.Skip(1)).All(p => p.First.Start <= p.Second.Start), "numbered in start order");
+        Assert.All(plan, f => Assert.Equal(FaultPlan.IsCoordinatorFault(f.Kind), f.OnCoordinators));
+    }
+
+    [Fact]
+    public void FaultPlan_CoordinatorFaults_OneAtATime_OverlappingServerFaults()
+    {
+        IReadOnlyList<PlannedFault> plan = FaultPlan.Generate(3001, TimeSpan.FromMinutes(10));
+        List<PlannedFault> coordinator = [.. plan.Where(f => f.OnCoordinators)];
+        List<PlannedFault> servers = [.. plan.Where(f => !f.OnCoordinators)];
+        Assert.NotEmpty(coordinator);
+
+        // Never two coordinator faults at once, and a gap of at least a second for restarted members to come back.
+        foreach ((PlannedFault a, PlannedFault b) in coordinator.Zip(coordinator.Skip(1)))
+            Assert.True(b.Start >= a.Start + a.Length + TimeSpan.FromSeconds(1), $"{a.Describe()} / {b.Describe()}");
+
+        // Most coordinator faults overlap some server fault (they are on a track of their own).
+        int overlapping = coordinator.Count(c => servers.Any(s => s.Start < c.Start + c.Length && c.Start < s.Start + s.Length));
+        Assert.True(overlapping > coordinator.Count / 2, $"{overlapping} of {coordinator.Count} overlap a server fault");
+
+        // The server track keeps its own rules: at most two at once, a kill of a copy only when no other server fault is active.
+        foreach (PlannedFault s in servers)
+        {
+            var others = servers.Where(o => o != s && o.Start <= s.Start && s.Start < o.Start + o.Length).ToList();
+            Assert.True(others.Count < FaultPlan.MaxConcurrent, s.Describe());
+            if (s.Kind is FaultKind.Kill or FaultKind.Replace or FaultKind.SyncKill) Assert.True(others.Count == 0, s.Describe());
+        }
+    }
+
+    [Fact]
+    public void FaultPlan_DisabledKinds_AreNeverDrawn_AndTheOtherTrackStaysTheSame()
+    {
+        TimeSpan duration = TimeSpan.FromMinutes(10);
+        IReadOnlyList<PlannedFault> full = FaultPlan.Generate(42, duration);
+        IReadOnlyList<PlannedFault> noCoordinator = FaultPlan.Generate(42, duration, 3, CoordinatorKinds.ToHashSet());
+        Assert.DoesNotContain(noCoordinator, f => f.OnCoordinators);
+        Assert.Equal(Strip(full.Where(f => !f.OnCoordinators)), Strip(noCoordinator));
+
+        IReadOnlyList<PlannedFault> without = FaultPlan.Generate(42, duration, 3, new HashSet<FaultKind> { FaultKind.CAllKill, FaultKind.Kill, FaultKind.Replace });
+        Assert.DoesNotContain(without, f => f.Kind is FaultKind.CAllKill or FaultKind.Kill or FaultKind.Replace);
+        Assert.Contains(without, f => f.Kind == FaultKind.CKill);
+        Assert.Contains(without, f => f.Kind == FaultKind.SyncKill);
+
+        IReadOnlyList<PlannedFault> serversOnly = FaultPlan.Generate(42, duration, 3, Enum.GetValues<FaultKind>().Where(k => !FaultPlan.IsCoordinatorFault(k)).ToHashSet());
+        Assert.All(serversOnly, f => Assert.True(f.OnCoordinators));
+        Assert.Equal(Strip(full.Where(f => f.OnCoordinators)), Strip(serversOnly));
+
+        static List<PlannedFault> Strip(IEnumerable<PlannedFault> faults) => [.. faults.Select(f => f with { Number = 0 })];
+    }
+
+    [Fact]
+    public void FaultPlan_GroupOfOne_HasNoMinorityToKill()
+    {
+        IReadOnlyList<PlannedFault> plan = FaultPlan.Generate(5, TimeSpan.FromMinutes(20), coordinators: 1);
+        Assert.DoesNotContain(plan, f => f.Kind == FaultKind.CMinority);
+        Assert.Contains(plan, f => f.Kind == FaultKind.CKill);
+        Assert.Contains(plan, f => f.Kind == FaultKind.CAllKill);
+    }
+
+    [Fact]
+    public void FaultKinds_ParseByTheirSummaryNames_UnknownOnesAreRefused()
+    {
+        Assert.Equal(new HashSet<FaultKind> { FaultKind.CKill, FaultKind.CAllKill, FaultKind.Stall },
+            FaultPlan.ParseKinds("ckill, CALLKILL,stall,ckill"));
+        Assert.Empty(FaultPlan.ParseKinds(""));
+        FormatException e = Assert.Throws<FormatException>(() => FaultPlan.ParseKinds("ckill,leaderkill"));
+        Assert.Contains("'leaderkill'", e.Message);
+        Assert.Equal(["kill", "pause", "partition", "lossy", "delay", "replace", "synckill", "cut", "stall", "ckill", "cpause", "cpart", "cminority", "callkill"],
+            Enum.GetValues<FaultKind>().Select(FaultPlan.Name));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(ChaosOptions.MaxCoordinators + 1)]
+    public void ChaosOptions_CoordinatorsOutOfRange_AreRefused(int coordinators)
+    {
+        var options = new ChaosOptions { Seed = 1, Coordinators = coordinators };
+        Assert.Throws<ArgumentOutOfRangeException>(options.Validate);
+        new ChaosOptions { Seed = 1, Coordinators = 1 }.Validate();
+        Assert.Contains("coordinators: a group of 5; faults left out: cpart,callkill",
+            new ChaosOptions { Seed = 1, Coordinators = 5, DisabledFaults = new HashSet<FaultKind> { FaultKind.CAllKill, FaultKind.CPart } }.DescribeWorkload());
+    }
+
+    [Fact]
+    public void ReplyRewriter_ReplacesTheLeadersAddress_EvenSplitAcrossReads_NeverAPrefixOfAnotherPort()
+    {
+        var rewriter = new ReplyRewriter([("-NOTLEADER leader 127.0.0.1:1234\r\n", "-NOTLEADER leader 127.0.0.1:9\r\n")]);
+        string reply = "+OK\r\n-NOTLEADER leader 127.0.0.1:1234\r\n-NOTLEADER leader 127.0.0.1:12345\r\n$5\r\nhello\r\n";
+        string expected = "+OK\r\n-NOTLEADER leader 127.0.0.1:9\r\n-NOTLEADER leader 127.0.0.1:12345\r\n$5\r\nhello\r\n";
+        byte[] bytes = Encoding.ASCII.GetBytes(reply);
+        for (int split = 0; split <= bytes.Length; split++)
+        {
+            ReplyRewriter.Stream stream = rewriter.Open();
+            byte[] first = stream.Feed(bytes.AsSpan(0, split));
+            byte[] second = stream.Feed(bytes.AsSpan(split));
+            Assert.Equal(expected, Encoding.ASCII.GetString([.. first, .. second]));
+        }
+        // Byte by byte.
+        ReplyRewriter.Stream slow = rewriter.Open();
+        Assert.Equal(expected, Encoding.ASCII.GetString([.. bytes.SelectMany(b => slow.Feed([b]))]));
+    }
+
+    [Fact]
+    public void LeaderOf_IsTheLeaderOfTheHighestTerm_NoneWhileAMemberIsAhead()
+    {
+        Assert.Equal(1, Cluster.LeaderOf([new MemberState(false, 3, 5), new MemberState(true, 3, 5), null]));
+        // A leader just resumed from a pause still says it leads term 2; the one of term 4 leads.
+        Assert.Equal(2, Cluster.LeaderOf([new MemberState(true, 2, 4), new MemberState(false, 4, 6), new MemberState(true, 4, 6)]));
+        // Only the deposed one says it leads, and a follower is in a later term: an election is going on.
+        Assert.Equal(-1, Cluster.LeaderOf([new MemberState(true, 2, 4), new MemberState(false, 3, 4), null]));
+        Assert.Equal(-1, Cluster.LeaderOf([null, null, null]));
+        Assert.Equal(new MemberState(true, 7, 12), Cluster.ParseMember("""{"address":"127.0.0.1:7000","role":"leader","term":7,"leader":"127.0.0.1:7000","view":12}"""));
+        Assert.False(Cluster.ParseMember("""{"address":"a:1","role":"follower","term":7,"leader":"","view":3}""").Leads);
+    }
 }
