@@ -41,13 +41,17 @@ internal static class ClientCommands
         {
             Description = "Required: you accept that every acknowledged write is given up.",
         };
+        var force = new Option<bool>("--force")
+        {
+            Description = "Also when the servers that held the data are not known to have restarted empty, only dead or gone (what they hold is given up).",
+        };
         yield return ClientCommand("new-history",
-            "When every copy of the data is gone (each server of the view restarted empty), start a new, empty history on a live server. Refused while a live server holds the data.",
-            [confirm],
+            "When every copy of the data is gone (each server of the view restarted empty, or the coordinator group's log was lost), start a new history on the live server holding the newest state. Refused while a live server holds the data.",
+            [confirm, force],
             async (parse, client, ct) =>
             {
                 if (!parse.GetValue(confirm)) throw new TandemException("ERR", "new-history gives up every acknowledged write; pass --yes-the-data-is-lost to do it");
-                Tandem.Protocol.View view = await client.StartNewHistoryAsync(ct);
+                Tandem.Protocol.View view = await client.StartNewHistoryAsync(parse.GetValue(force), ct);
                 return $"new history started: {view}";
             });
         var member = new Argument<string>("MEMBER") { Description = "The member's HOST:PORT (its --listen address)." };
@@ -148,6 +152,8 @@ internal static class ClientCommands
         text.AppendLine($"backup:  {Field("backup")}");
         if (root.TryGetProperty("dataLost", out JsonElement lost) && lost.ValueKind == JsonValueKind.True)
             text.AppendLine("DATA LOST: every server that held the data restarted empty; `tandem new-history --yes-the-data-is-lost` starts a new, empty history.");
+        if (root.TryGetProperty("historyLost", out JsonElement history) && history.ValueKind == JsonValueKind.True)
+            text.AppendLine("HISTORY LOST: the coordinator group's log is empty but servers report later views (were its data directories wiped?). Restore them, or `tandem new-history --yes-the-data-is-lost` starts a new history on the server holding the newest state.");
         text.Append("servers:");
         if (root.TryGetProperty("servers", out JsonElement servers) && servers.ValueKind == JsonValueKind.Array && servers.GetArrayLength() > 0)
         {

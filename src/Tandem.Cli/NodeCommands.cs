@@ -117,8 +117,18 @@ internal static class NodeCommands
         IReadOnlyList<string> members = peers == "" ? [self] : Tandem.Net.CoordinatorMembers.Parse(peers);
         var raft = members.Select(m => RaftEndPoint(m, raftOffset)).ToList();
         IPEndPoint raftSelf = RaftEndPoint(self, raftOffset);
-        int at = raft.FindIndex(r => r.Equals(raftSelf) || r.Port == raftSelf.Port && listen.Address.Equals(IPAddress.Any));
-        if (at < 0) throw new FormatException($"--peers must list this member's --listen address {self} among the members");
+        // This member is the peer at its own address; with a wildcard --listen, the one peer on this port whose
+        // address is one of this host's.
+        int[] matches = Enumerable.Range(0, raft.Count).Where(i => raft[i].Equals(raftSelf)).ToArray();
+        if (matches.Length == 0 && (listen.Address.Equals(IPAddress.Any) || listen.Address.Equals(IPAddress.IPv6Any)))
+        {
+            HashSet<IPAddress> local = LocalAddresses();
+            matches = Enumerable.Range(0, raft.Count).Where(i => raft[i].Port == raftSelf.Port && local.Contains(raft[i].Address)).ToArray();
+        }
+        if (matches.Length == 0) throw new FormatException($"--peers must list this member's --listen address {self} among the members");
+        if (matches.Length > 1)
+            throw new FormatException($"--peers names this host more than once on port {listen.Port}; give --listen the member's own address");
+        int at = matches[0];
         return new CoordinatorGroupOptions
         {
             Address = members[at],
@@ -128,6 +138,15 @@ internal static class NodeCommands
             DataDirectory = Path.GetFullPath(dataDir ?? $"coordinator-{listen.Port.ToString(CultureInfo.InvariantCulture)}"),
             ElectionTimeout = electionTimeout,
         };
+    }
+
+    private static HashSet<IPAddress> LocalAddresses()
+    {
+        var local = new HashSet<IPAddress> { IPAddress.Loopback, IPAddress.IPv6Loopback };
+        foreach (System.Net.NetworkInformation.NetworkInterface nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+            foreach (System.Net.NetworkInformation.UnicastIPAddressInformation a in nic.GetIPProperties().UnicastAddresses)
+                local.Add(a.Address);
+        return local;
     }
 
     private static string AddressOf(IPEndPoint listen) =>

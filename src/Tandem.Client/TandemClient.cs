@@ -148,8 +148,12 @@ public sealed class TandemClient : IAsyncDisposable
     /// gone. The coordinator refuses while a live server holds the last acknowledged view.
     /// </summary>
     /// <returns>The first view of the new history.</returns>
-    public Task<View> StartNewHistoryAsync(CancellationToken cancellationToken = default) =>
-        RetryAsync(async token => View.FromResp(await AskCoordinatorAsync(Commands.VsNewHistory, token)), cancellationToken);
+    /// <param name="force">Also when the servers that held the data are only dead (what they hold is given up).</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    public Task<View> StartNewHistoryAsync(bool force = false, CancellationToken cancellationToken = default) =>
+        RetryAsync(async token => View.FromResp(force
+            ? await AskCoordinatorAsync(Commands.VsNewHistory, token, "FORCE")
+            : await AskCoordinatorAsync(Commands.VsNewHistory, token)), cancellationToken);
 
     /// <summary>Adds (or removes) the coordinator group member whose Raft address is <paramref name="raftAddress"/>.</summary>
     public Task ChangeCoordinatorGroupAsync(bool add, string raftAddress, CancellationToken cancellationToken = default) =>

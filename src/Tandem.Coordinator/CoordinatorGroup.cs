@@ -38,6 +38,7 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private volatile bool _leading;
+    private CancellationToken _term = new(canceled: true);
     private Task _leadLoop = Task.CompletedTask;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<EndPoint, string> _addresses = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<EndPoint, byte> _learning = new();
@@ -53,6 +54,12 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
 
     /// <summary>Whether this member leads the group and its engine decides.</summary>
     public bool IsLeader => _leading;
+
+    /// <summary>
+    /// Whether this member leads and holds the leader's lease: a majority acknowledged it within the lease, which
+    /// ends before any other member can be elected.
+    /// </summary>
+    public bool HoldsLease => _leading && _cluster.TryGetLeaseToken(out CancellationToken lease) && !lease.IsCancellationRequested;
 
     /// <summary>This member's current Raft term.</summary>
     public long Term => _cluster.Term;
@@ -98,8 +105,9 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
             PublicEndPoint = self,
             LowerElectionTimeout = (int)options.ElectionTimeout.TotalMilliseconds,
             UpperElectionTimeout = (int)(options.ElectionTimeout.TotalMilliseconds * 2),
-            RequestTimeout = options.RequestTimeout,
+            RequestTimeout = options.RequestTimeout ?? options.ElectionTimeout,
             ColdStart = false,
+            IsLeaderLeaseEnabled = true,
             ConfigurationStorage = members,
         };
         config.Metadata[AddressKey] = options.Address;
@@ -110,7 +118,17 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
         group._addresses[self] = options.Address;
         deferred.Target = group;
         cluster.LeaderChanged += group.OnLeaderChanged;
-        await cluster.StartAsync(cancellationToken);
+        try
+        {
+            await cluster.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            cluster.Dispose();
+            await wal.DisposeAsync();
+            await machine.DisposeAsync();
+            throw;
+        }
         group._leadLoop = group.LeadLoopAsync();
         return (group, engine);
     }
@@ -118,10 +136,11 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
     /// <inheritdoc />
     public async Task<bool> CommitAsync(ViewRecord record)
     {
-        if (!_leading) return false;
+        CancellationToken term = _term; // the term this engine leads in; a record of an older one is refused
+        if (!_leading || term.IsCancellationRequested) return false;
         try
         {
-            await _cluster.ReplicateAsync(record.ToBytes(), null, _cluster.LeadershipToken);
+            await _cluster.ReplicateAsync(record.ToBytes(), null, term);
             return true;
         }
         catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or ObjectDisposedException)
@@ -177,8 +196,9 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
                     continue; // lost the leadership before the marker committed; the next leader does the same
                 }
                 if (term.IsCancellationRequested) continue;
-                _engine.StartLeading();
+                _term = term;
                 _leading = true;
+                _engine.StartLeading();
                 _log.LogInformation("leader of the coordinator group (term {Term}); {View}", _cluster.Term, _engine.CurrentView);
                 await Task.Delay(Timeout.Infinite, term).ContinueWith(static _ => { }, TaskScheduler.Default);
                 _leading = false;
@@ -259,9 +279,13 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
                 payload = new ReadOnlySequence<byte>(entry.GetPayload().SelectMany(m => m.ToArray()).ToArray());
             if (payload.Length == 1 && payload.FirstSpan[0] == Marker[0]) return ValueTask.FromResult(false);
             if (!ViewRecord.TryParse(payload, out ViewRecord record))
-                throw new InvalidDataException($"log entry {entry.Index} is not a view record");
-            _current = record;
+            {
+                // Throwing would stop the group's apply loop for good; every member skips the same entry.
+                System.Diagnostics.Trace.TraceError($"coordinator group: log entry {entry.Index} is not a view record; skipped");
+                return ValueTask.FromResult(false);
+            }
             engine.Apply(record);
+            _current = engine.Record;
             return ValueTask.FromResult(++_sinceSnapshot % SnapshotEvery == 0);
         }
 
@@ -276,8 +300,8 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
             byte[] bytes = await File.ReadAllBytesAsync(snapshotFile.FullName, token);
             if (!ViewRecord.TryParse(new ReadOnlySequence<byte>(bytes), out ViewRecord record))
                 throw new InvalidDataException($"{snapshotFile.FullName} is not a view snapshot");
-            _current = record;
-            engine.Apply(record);
+            engine.Apply(record with { BaseNumber = -1 });
+            _current = engine.Record;
         }
     }
 
@@ -328,8 +352,11 @@ public sealed record CoordinatorGroupOptions
     /// </summary>
     public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(150);
 
-    /// <summary>How long a Raft request to another member may take. Default 1 s.</summary>
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How long a Raft request to another member may take. Default: the election timeout, so a leader cut off
+    /// from its followers steps down about when they elect another.
+    /// </summary>
+    public TimeSpan? RequestTimeout { get; init; }
 }
 
 /// <summary>A member of the coordinator group as the others are told of it.</summary>

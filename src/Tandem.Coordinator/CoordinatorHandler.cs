@@ -19,7 +19,8 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
 {
     private const int MaxEchoedNameLength = 64;
     private static readonly RespValue Pong = RespValue.Simple("PONG");
-    private static readonly TimeSpan MaxAckWait = TimeSpan.FromSeconds(1);
+    /// <summary>Below a server's ping timeout (at least 500 ms), so waiting for an ack's commit never fails the ping.</summary>
+    private static readonly TimeSpan MaxAckWait = TimeSpan.FromMilliseconds(300);
 
     /// <summary>The engine this endpoint serves.</summary>
     public ViewService ViewService { get; } = viewService ?? throw new ArgumentNullException(nameof(viewService));
@@ -43,8 +44,9 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         {
             case Commands.VsPing:
                 RespValue reply = Execute(command);
-                // An ack is being committed in the group's log: answer once it is, so the primary learns it now.
-                if (ViewService.PendingCommit is { } commit && reply.Kind == RespKind.Array && reply.Items![3].Integer == 0)
+                // This primary's ack is being committed in the group's log: answer once it is, so it learns it now.
+                if (ViewService.PendingCommit is { } commit && reply.Kind == RespKind.Array && reply.Items![3].Integer == 0
+                    && command.Count >= 3 && reply.Items[1].Text == command.Text(1) && command.TryLong(2, out long pinged) && pinged == reply.Items[0].Integer)
                 {
                     try { await commit.WaitAsync(MaxAckWait); }
                     catch (TimeoutException) { return reply; }
@@ -52,8 +54,10 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
                 }
                 return reply;
             case Commands.VsNewHistory:
-                if (command.Count != 1) return WrongArity(command.Name);
-                return await ViewService.StartNewHistoryAsync() is { } refused
+                if (command.Count is not (1 or 2)) return WrongArity(command.Name);
+                bool force = command.Count == 2 && command.Text(1).Equals("FORCE", StringComparison.OrdinalIgnoreCase);
+                if (command.Count == 2 && !force) return RespValue.Error($"{ErrorCodes.Err} the only option of VS.NEWHISTORY is FORCE");
+                return await ViewService.StartNewHistoryAsync(force) is { } refused
                     ? RespValue.Error($"{ErrorCodes.Err} {refused}")
                     : ViewService.GetView(out bool newAcked, out long newLastAcked).ToResp(newAcked, newLastAcked);
             case Commands.VsAddMember or Commands.VsRemoveMember:
@@ -111,7 +115,10 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
     /// <summary>The reply of a member that does not lead to a command only the leader answers; null when it leads.</summary>
     private RespValue? NotLeader(string name)
     {
-        if (name is "PING" or Commands.VsMember || ViewService.IsLeading) return null;
+        // A member answers for the group only while its engine leads and it holds the leader's lease (a majority
+        // heard from it within the lease, shorter than an election): a deposed leader that has not noticed yet
+        // answers nothing from its stale state.
+        if (name is "PING" or Commands.VsMember || ViewService.IsLeading && Group?.HoldsLease != false) return null;
         if (name is not (Commands.VsPing or Commands.VsView or Commands.VsStatus or Commands.VsUnreachable or Commands.VsNewHistory
             or Commands.VsAddMember or Commands.VsRemoveMember)) return null;
         return Group?.LeaderAddress is { } leader && leader != Address
@@ -129,8 +136,10 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         try
         {
-            bool done = add ? await Group.AddMemberAsync(raft, timeout.Token) : await Group.RemoveMemberAsync(raft, timeout.Token);
-            return done ? RespValue.Simple("OK") : RespValue.Error($"{ErrorCodes.Err} {(add ? "already a member" : "not a member")}: {raft}");
+            // Idempotent, so a retry after a lost reply succeeds: the member is in (out) either way.
+            if (add) await Group.AddMemberAsync(raft, timeout.Token);
+            else await Group.RemoveMemberAsync(raft, timeout.Token);
+            return RespValue.Simple("OK");
         }
         catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or TimeoutException)
         {
@@ -176,6 +185,7 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
             json.WriteBoolean("acked", status.Acked);
             json.WriteNumber("lastAckedView", status.LastAcked?.Number ?? 0);
             json.WriteBoolean("dataLost", status.DataLost);
+            json.WriteBoolean("historyLost", status.HistoryLost);
             json.WriteNumber("pingIntervalMs", status.PingInterval.TotalMilliseconds);
             json.WriteNumber("deadPings", status.DeadPings);
             json.WriteStartArray("servers");

@@ -9,14 +9,19 @@ namespace Tandem.Coordinator;
 /// The durable part of the view service, as one entry of the coordinator group's log: the current view,
 /// whether its primary has acknowledged it, and the newest acknowledged view. Every entry is the whole state
 /// after one change (a new view, an ack, a new history), so applying the log in order is replacing the state.
-/// Who pinged when is not in it: that is the leader's soft state.
+/// Each change also names the state it was decided from (<paramref name="BaseNumber"/>, <paramref name="BaseAcked"/>):
+/// a record whose base is not the state it meets is not applied, on any member (every member applies the same
+/// log from the same start, so they agree), so a proposal that outlived its leader's term cannot take effect
+/// on top of a later decision. Who pinged when is not in it: that is the leader's soft state.
 /// </summary>
 /// <param name="View">The current view.</param>
 /// <param name="Acked">Whether <paramref name="View"/>'s primary has acknowledged it.</param>
 /// <param name="LastAcked">The newest acknowledged view (<see cref="View.Empty"/> in a history where none was).</param>
-public readonly record struct ViewRecord(View View, bool Acked, View LastAcked)
+/// <param name="BaseNumber">The view number this change was decided from; -1 for a whole state (a snapshot).</param>
+/// <param name="BaseAcked">Whether that view was acknowledged when this change was decided.</param>
+public readonly record struct ViewRecord(View View, bool Acked, View LastAcked, long BaseNumber = -1, bool BaseAcked = false)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
 
     /// <summary>The state before any view: view 0, nothing acknowledged.</summary>
     public static ViewRecord Initial { get; } = new(View.Empty, false, View.Empty);
@@ -33,6 +38,10 @@ public readonly record struct ViewRecord(View View, bool Acked, View LastAcked)
         flag[0] = Acked ? (byte)1 : (byte)0;
         writer.Advance(1);
         WriteView(writer, LastAcked);
+        Span<byte> based = writer.GetSpan(9);
+        BinaryPrimitives.WriteInt64LittleEndian(based, BaseNumber);
+        based[8] = BaseAcked ? (byte)1 : (byte)0;
+        writer.Advance(9);
     }
 
     /// <summary>The record's bytes.</summary>
@@ -50,8 +59,10 @@ public readonly record struct ViewRecord(View View, bool Acked, View LastAcked)
         var reader = new SequenceReader<byte>(bytes);
         if (!reader.TryRead(out byte version) || version != Version) return false;
         if (!TryReadView(ref reader, out View view) || !reader.TryRead(out byte acked) || acked > 1) return false;
-        if (!TryReadView(ref reader, out View lastAcked) || !reader.End) return false;
-        record = new ViewRecord(view, acked == 1, lastAcked);
+        if (!TryReadView(ref reader, out View lastAcked)) return false;
+        if (!reader.TryReadLittleEndian(out long baseNumber) || baseNumber < -1 || !reader.TryRead(out byte baseAcked) || baseAcked > 1 || !reader.End)
+            return false;
+        record = new ViewRecord(view, acked == 1, lastAcked, baseNumber, baseAcked == 1);
         return true;
     }
 

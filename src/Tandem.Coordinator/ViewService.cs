@@ -70,29 +70,49 @@ public sealed class ViewService
     }
 
     /// <summary>
-    /// Applies a record committed in the group's log (every member, in log order). Records older than the
-    /// current view are ignored; raises <see cref="ViewChanged"/> when the view changes.
+    /// Applies a record committed in the group's log (every member, in log order): a change only if it was decided
+    /// from the current state (its base), a whole state (base -1, from a snapshot) always. Raises
+    /// <see cref="ViewChanged"/> when the view changes.
     /// </summary>
-    public void Apply(ViewRecord record)
+    /// <returns>Whether the record took effect.</returns>
+    public bool Apply(ViewRecord record)
     {
         bool changed;
         lock (_tickLock)
         {
             lock (_lock)
             {
-                if (record.View.Number < _view.Number) return;
+                if (record.BaseNumber >= 0 && (record.BaseNumber != _view.Number || record.BaseAcked != _acked)) return false;
                 changed = record.View != _view;
                 if (changed) Install(record.View);
                 _acked = record.Acked;
                 _lastAcked = record.LastAcked;
-                // The ack clears a restart flag a lost reply caused, unless the primary pinged 0 since its ack.
-                if (record.Acked && _servers.TryGetValue(record.View.Primary, out ServerState? p) && p.ViewNumber == record.View.Number)
-                {
+                // The ack clears a restart flag a lost reply caused, unless the primary pinged 0 (or that it holds
+                // nothing) since its ack.
+                if (record.Acked && _servers.TryGetValue(record.View.Primary, out ServerState? p) && p.ViewNumber == record.View.Number && p.HeldView != 0)
                     p.Restarted = false;
-                    p.HeldView = Math.Max(p.HeldView, record.View.Number); // it acks only holding the view's state
-                }
             }
-            if (changed) ViewChanged?.Invoke(record.View);
+            if (changed) RaiseViewChanged(record.View);
+        }
+        return true;
+    }
+
+    /// <summary>The current durable state, as one whole record (what a snapshot keeps).</summary>
+    public ViewRecord Record
+    {
+        get { lock (_lock) return new ViewRecord(_view, _acked, _lastAcked); }
+    }
+
+    /// <summary>Raises <see cref="ViewChanged"/>; a handler that throws is not let out (it would stop the group's apply loop).</summary>
+    private void RaiseViewChanged(View view)
+    {
+        try
+        {
+            ViewChanged?.Invoke(view);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            System.Diagnostics.Trace.TraceError($"a ViewChanged handler failed: {e}");
         }
     }
 
@@ -196,6 +216,9 @@ public sealed class ViewService
             // has lost its state pings 0 too, which is the same thing): 0 after a number is a restart. A 0 that
             // follows 0 only means the server has not taken on a view yet, so a lost reply is harmless.
             if (viewNumber == 0 && s.ViewNumber > 0) s.Restarted = true;
+            // Likewise a server that said it held a view's state and now holds none has lost it (restarted at the
+            // same view number through a leader that did not see its 0, or refused a role it could not serve).
+            if (heldView == 0 && s.HeldView > 0) s.Restarted = true;
             s.ViewNumber = viewNumber;
             s.HeldView = heldView;
             if (server == _view.Primary && viewNumber == _view.Number && !_acked)
@@ -206,13 +229,12 @@ public sealed class ViewService
                 {
                     _acked = true;
                     _lastAcked = _view;
-                    s.Restarted = false;
-                    s.HeldView = Math.Max(s.HeldView, viewNumber);
+                    if (heldView != 0) s.Restarted = false;
                 }
                 else if (_leading && _proposal is not { IsCompleted: false })
                 {
                     // The ack counts once committed: the primary learns it from a later reply.
-                    Propose(new ViewRecord(_view, true, _view));
+                    Propose(new ViewRecord(_view, true, _view, _view.Number, _acked));
                 }
             }
             acked = _acked;
@@ -259,12 +281,12 @@ public sealed class ViewService
                 if (_log is not null)
                 {
                     // A fallback to the history's start (nothing ever acknowledged) keeps last-acked at none.
-                    Propose(new ViewRecord(view, false, _lastAcked));
+                    Propose(new ViewRecord(view, false, _lastAcked, _view.Number, _acked));
                     return;
                 }
                 Install(view);
             }
-            ViewChanged?.Invoke(next.Value);
+            RaiseViewChanged(next.Value);
         }
     }
 
@@ -282,7 +304,11 @@ public sealed class ViewService
                 p.Value.ViewNumber,
                 p.Value.Restarted,
                 p.Value.HeldView)).ToList();
-            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers, _lastAcked) { DataLost = IsDataLost(now) };
+            return new ViewServiceStatus(_view, _acked, Options.PingInterval, Options.DeadPings, servers, _lastAcked)
+            {
+                DataLost = IsDataLost(now),
+                HistoryLost = IsHistoryLost(now),
+            };
         }
     }
 
@@ -297,12 +323,25 @@ public sealed class ViewService
     }
 
     /// <summary>
-    /// The operator's explicit choice to start a new, empty history: when no live server holds the last
-    /// acknowledged view, names a live idle server primary of the next view, with nothing acknowledged (the
-    /// server then starts empty). Everything acknowledged before is given up.
+    /// The group's log is empty (view 0) but a live server reports a later view or holds state: it belongs to a
+    /// history this group has lost (a wiped data directory). View 1 is not made over it; only
+    /// <see cref="StartNewHistoryAsync"/> moves on.
     /// </summary>
-    /// <returns>Null once the new view is committed (or installed); else why it was refused.</returns>
-    public async Task<string?> StartNewHistoryAsync()
+    public bool HistoryLost
+    {
+        get { lock (_lock) return IsHistoryLost(_time.GetTimestamp()); }
+    }
+
+    /// <summary>
+    /// The operator's explicit choice to start a new history when the data is lost (<see cref="DataLost"/>,
+    /// <see cref="HistoryLost"/>), or, with <paramref name="force"/>, when no live server holds the last
+    /// acknowledged view (its holders are gone for good). The next view's primary is the live server holding the
+    /// newest state (an empty one when all are), its number above every number a server reports, and nothing is
+    /// acknowledged in it: everything acknowledged before is given up. Calling it again while that history has
+    /// not been acknowledged yet changes nothing.
+    /// </summary>
+    /// <returns>Null once the new view is committed (or installed, or already there); else why it was refused.</returns>
+    public async Task<string?> StartNewHistoryAsync(bool force = false)
     {
         Task<bool>? commit;
         View next;
@@ -312,12 +351,17 @@ public sealed class ViewService
             {
                 if (!_leading) return "this coordinator does not lead the group";
                 if (_proposal is { IsCompleted: false }) return "a view change is being committed; try again";
+                if (_view.Number > 0 && _lastAcked.Number == 0) return null; // a new history is already starting
                 long now = _time.GetTimestamp();
-                if (HolderAlive(now) is { } holder)
-                    return $"{holder} is alive and holds view {_lastAcked.Number}: the data is not lost";
-                if (PickIdle(now, "") is not { } primary) return "no live server to start the new history on";
-                next = new View(_view.Number + 1, primary, "");
-                if (_log is not null) commit = Propose(new ViewRecord(next, false, View.Empty));
+                if (!IsDataLost(now) && !IsHistoryLost(now))
+                {
+                    if (!force) return "the data is not lost: not every server that held it has restarted empty (force gives up what dead servers hold)";
+                    if (HolderAlive(now) is { } holder) return $"{holder} is alive and holds view {_lastAcked.Number}: the data is not lost";
+                }
+                if (NewHistoryPrimary(now) is not { } primary) return "no live server to start the new history on";
+                long number = Math.Max(_view.Number, _servers.Values.Max(v => v.ViewNumber)) + 1;
+                next = new View(number, primary, "");
+                if (_log is not null) commit = Propose(new ViewRecord(next, false, View.Empty, _view.Number, _acked));
                 else
                 {
                     commit = null;
@@ -325,11 +369,23 @@ public sealed class ViewService
                     _lastAcked = View.Empty;
                 }
             }
-            if (commit is null) ViewChanged?.Invoke(next);
+            if (commit is null) RaiseViewChanged(next);
         }
         if (commit is not null && !await commit) return "this coordinator stopped leading before the new history was committed";
         return null;
     }
+
+    /// <summary>The live, heard server holding the newest state (ties: the idle order), or null.</summary>
+    private string? NewHistoryPrimary(long now) =>
+        _servers.Where(p => p.Value.Heard && !IsDead(p.Value, now))
+            .OrderByDescending(p => p.Value.Restarted ? 0 : Math.Max(0, p.Value.HeldView))
+            .ThenBy(p => p.Value.Restarted)
+            .ThenBy(p => p.Value.Order)
+            .Select(p => p.Key)
+            .FirstOrDefault();
+
+    private bool IsHistoryLost(long now) =>
+        _view.Number == 0 && _servers.Values.Any(s => s.Heard && !IsDead(s, now) && (s.ViewNumber > 0 || s.HeldView > 0));
 
     private bool IsDataLost(long now)
     {
@@ -339,6 +395,8 @@ public sealed class ViewService
         {
             if (address == "") continue;
             if (!_servers.TryGetValue(address, out ServerState? s) || !s.Heard || IsDead(s, now) || s.HeldView != 0) return false;
+            // The primary of the acknowledged current view holds it (its pings say so from the next one on).
+            if (address == _view.Primary && _acked && !s.Restarted && s.ViewNumber == _view.Number) return false;
             any = true;
         }
         return any;
@@ -372,7 +430,12 @@ public sealed class ViewService
     private View? NextView(long now)
     {
         if (_view.Number == 0)
+        {
+            // A server of a later view (or holding state) belongs to a history this group lost: never start a
+            // new one over it by itself.
+            if (IsHistoryLost(now)) return null;
             return PickIdle(now, "") is { } first ? new View(1, first, "") : null;
+        }
         bool primaryUsable = IsUsable(_view.Primary, now);
         bool backupGone = _view.Backup != "" && (_backupReported || !IsUsable(_view.Backup, now));
         if (!_acked)

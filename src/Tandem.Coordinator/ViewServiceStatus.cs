@@ -36,4 +36,7 @@ public sealed record ViewServiceStatus(View View, bool Acked, TimeSpan PingInter
 {
     /// <summary>Every server that may hold the last acknowledged view restarted empty (see <see cref="ViewService.DataLost"/>).</summary>
     public bool DataLost { get; init; }
+
+    /// <summary>The group's log is empty but live servers belong to a later history (see <see cref="ViewService.HistoryLost"/>).</summary>
+    public bool HistoryLost { get; init; }
 }

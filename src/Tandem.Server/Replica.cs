@@ -202,6 +202,7 @@ public sealed partial class Replica : IDisposable
             // truth. Like every primary it answers only once the coordinator has recorded its ack: a server that
             // restarts before that point never answered anyone, so another may start the history over.
             _initialized = true;
+            _heldView = next.Number; // the empty store is this view's whole state
             _log.LogInformation("{Me}: primary of a new history (view {View})", Me, next.Number);
         }
         else

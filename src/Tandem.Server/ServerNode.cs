@@ -42,6 +42,8 @@ public sealed class ServerNode : IAsyncDisposable
     /// <summary>Starts listening and pinging the coordinator.</summary>
     public static async Task<ServerNode> StartAsync(ServerNodeOptions options, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        CoordinatorMembers.Parse(options.Coordinator); // a bad list fails before anything listens
         Replica? replica = null;
         var handler = new ServerHandler(options, () => replica)
         {

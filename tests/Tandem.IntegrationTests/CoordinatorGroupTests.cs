@@ -176,7 +176,7 @@ public class CoordinatorGroupTests(ITestOutputHelper output)
         TandemClient client = cluster.CreateClient();
         await client.PutAsync("k", "v", Timeout());
         await using var admin = new TandemClient(new TandemClientOptions { Coordinator = cluster.CoordinatorAddress, OperationTimeout = Patience });
-        TandemException refused = await Assert.ThrowsAsync<TandemException>(() => admin.StartNewHistoryAsync(Timeout()));
+        TandemException refused = await Assert.ThrowsAsync<TandemException>(() => admin.StartNewHistoryAsync(false, Timeout()));
         Assert.Contains("the data is not lost", refused.Message);
 
         // Both servers of the view restart empty: nobody holds the data any more.
@@ -187,7 +187,7 @@ public class CoordinatorGroupTests(ITestOutputHelper output)
         Assert.NotEqual("", cluster.View.Primary);
         Assert.False(p.Node!.Replica.IsServingPrimary || b.Node!.Replica.IsServingPrimary);
 
-        View fresh = await admin.StartNewHistoryAsync(Timeout());
+        View fresh = await admin.StartNewHistoryAsync(false, Timeout());
         Assert.Contains(fresh.Primary, new[] { p.Address, b.Address });
         Assert.Equal("", await client.GetAsync("k", Timeout())); // the new history starts empty
         await client.PutAsync("k", "new", Timeout());

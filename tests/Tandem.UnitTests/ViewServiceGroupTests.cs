@@ -381,6 +381,83 @@ public class ViewServiceGroupTests
     }
 
     [Fact]
+    public async Task Record_DecidedFromAnotherState_IsNotApplied_OnAnyMember()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        ViewRecord now = leader.Record;
+        // A proposal that outlived its term: decided from view 1, it meets view 2 acknowledged.
+        var stale = new ViewRecord(new View(2, "c:3", ""), false, new View(1, "a:1", ""), BaseNumber: 1, BaseAcked: true);
+        Assert.False(leader.Apply(stale));
+        Assert.Equal(now, leader.Record);
+        // The same change decided from the current state is applied.
+        Assert.True(leader.Apply(new ViewRecord(new View(3, "b:2", ""), false, now.LastAcked, BaseNumber: 2, BaseAcked: true)));
+        Assert.Equal(new View(3, "b:2", ""), leader.CurrentView);
+    }
+
+    [Fact]
+    public async Task EmptyLog_WithServersOfALaterHistory_MakesNoViewOne_AndANewHistoryNumbersAboveThem()
+    {
+        var group = new Group();
+        ViewService leader = group.AddMember();
+        group.Elect(leader);
+        // The group's data directories were wiped; the servers still hold view 7.
+        for (int i = 0; i < D; i++)
+        {
+            leader.Ping("a:1", 7, 7, out _);
+            leader.Ping("b:2", 7, 6, out _);
+            leader.Ping("c:3", 0, 0, out _);
+            group.Sleep();
+            leader.Tick();
+        }
+        await SettleAsync(leader);
+        Assert.Equal(0, leader.CurrentView.Number);
+        Assert.True(leader.HistoryLost);
+        Assert.True(leader.GetStatus().HistoryLost);
+
+        Assert.Null(await leader.StartNewHistoryAsync());
+        Assert.Equal(new View(8, "a:1", ""), leader.CurrentView); // the newest copy, above every reported number
+        Assert.False(leader.HistoryLost);
+        Assert.Null(await leader.StartNewHistoryAsync()); // again: nothing changes while that history starts
+        Assert.Equal(8, leader.CurrentView.Number);
+    }
+
+    [Fact]
+    public async Task NewHistory_WhenTheHoldersAreOnlyDead_NeedsForce()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        leader.Ping("a:1", 2, 2, out _);
+        leader.Ping("b:2", 2, 2, out _);
+        for (int i = 0; i < D + 1; i++)
+        {
+            leader.Ping("c:3", 0, 0, out _);
+            group.Sleep();
+        }
+        Assert.False(leader.DataLost); // a and b are dead, not known to be empty: they may come back
+        Assert.Contains("not lost", await leader.StartNewHistoryAsync());
+        Assert.Null(await leader.StartNewHistoryAsync(force: true));
+        Assert.Equal("c:3", leader.CurrentView.Primary);
+    }
+
+    [Fact]
+    public async Task PrimaryThatNowHoldsNothing_AfterHoldingItsView_IsTakenAsRestarted()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        leader.Ping("a:1", 2, 2, out _);
+        leader.Ping("b:2", 2, 2, out _);
+        // a restarted and was told view 2 by a leader that never saw its 0: it pings 2 but holds nothing.
+        leader.Ping("a:1", 2, 0, out _);
+        Assert.True(leader.GetStatus().Servers.Single(s => s.Address == "a:1").Restarted);
+        leader.Ping("b:2", 2, 2, out _);
+        group.Sleep();
+        leader.Tick();
+        await SettleAsync(leader);
+        Assert.Equal("b:2", leader.CurrentView.Primary);
+    }
+
+    [Fact]
     public async Task PrimaryOfTheFirstView_DyingBeforeItsAck_IsReplacedByAFreshServer()
     {
         var group = new Group();
