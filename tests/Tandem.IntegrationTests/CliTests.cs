@@ -86,22 +86,7 @@ public class CliTests
         while (true)
         {
             int port = random.Next(20000, 50000);
-            if (Enumerable.Range(port, 5).Concat(Enumerable.Range(port + 10000, 3)).All(IsFree)) return port;
-        }
-    }
-
-    private static bool IsFree(int port)
-    {
-        try
-        {
-            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
-            listener.Start();
-            listener.Stop();
-            return true;
-        }
-        catch (System.Net.Sockets.SocketException)
-        {
-            return false;
+            if (Enumerable.Range(port, 5).Concat(Enumerable.Range(port + 10000, 3)).All(CoordinatorSet.IsFree)) return port;
         }
     }
 

@@ -198,7 +198,8 @@ internal sealed class CoordinatorSet : IDisposable
         }
     }
 
-    private static bool IsFree(int port)
+    /// <summary>Whether a loopback port can be bound right now.</summary>
+    internal static bool IsFree(int port)
     {
         try
         {

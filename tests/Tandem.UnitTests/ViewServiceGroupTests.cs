@@ -39,6 +39,14 @@ public class ViewServiceGroupTests
             return member;
         }
 
+        /// <summary>A new member that has applied every record committed so far.</summary>
+        public ViewService AddCaughtUpMember()
+        {
+            ViewService member = AddMember();
+            CatchUp();
+            return member;
+        }
+
         /// <summary>Moves the leadership to <paramref name="next"/>, which has applied every committed record.</summary>
         public void Elect(ViewService next)
         {
@@ -144,8 +152,7 @@ public class ViewServiceGroupTests
     {
         var group = new Group();
         ViewService leader = await StartAsync(group);
-        ViewService follower = group.AddMember();
-        foreach (ViewRecord r in group.Committed) follower.Apply(r);
+        ViewService follower = group.AddCaughtUpMember();
 
         group.HoldCommits = true;
         group.Sleep(D); // a silent; b pings
@@ -170,8 +177,7 @@ public class ViewServiceGroupTests
     {
         var group = new Group();
         ViewService leader = await StartAsync(group);
-        ViewService follower = group.AddMember();
-        group.CatchUp();
+        ViewService follower = group.AddCaughtUpMember();
         Assert.Equal(new View(2, "a:1", "b:2"), follower.CurrentView);
         var seen = new List<View>();
         follower.ViewChanged += seen.Add;
@@ -230,8 +236,7 @@ public class ViewServiceGroupTests
     {
         var group = new Group();
         ViewService first = await StartAsync(group);
-        ViewService second = group.AddMember();
-        foreach (ViewRecord r in group.Committed) second.Apply(r);
+        ViewService second = group.AddCaughtUpMember();
 
         group.HoldCommits = true;
         group.Sleep(D); // a silent: the first leader decides to promote b
@@ -270,8 +275,7 @@ public class ViewServiceGroupTests
     {
         var group = new Group();
         ViewService first = await StartAsync(group);
-        ViewService second = group.AddMember();
-        foreach (ViewRecord r in group.Committed) second.Apply(r);
+        ViewService second = group.AddCaughtUpMember();
 
         group.HoldCommits = true;
         group.Sleep(D);
@@ -290,8 +294,7 @@ public class ViewServiceGroupTests
     {
         var group = new Group();
         ViewService first = await StartAsync(group);
-        ViewService second = group.AddMember();
-        foreach (ViewRecord r in group.Committed) second.Apply(r);
+        ViewService second = group.AddCaughtUpMember();
         group.Elect(second);
 
         // Neither a nor b pings the new leader: a is dead after the grace interval, but b is never promoted.
