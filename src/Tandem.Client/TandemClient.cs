@@ -155,15 +155,41 @@ public sealed class TandemClient : IAsyncDisposable
             ? await AskCoordinatorAsync(Commands.VsNewHistory, token, "FORCE")
             : await AskCoordinatorAsync(Commands.VsNewHistory, token)), cancellationToken);
 
-    /// <summary>Adds (or removes) the coordinator group member whose Raft address is <paramref name="raftAddress"/>.</summary>
-    public Task ChangeCoordinatorGroupAsync(bool add, string raftAddress, CancellationToken cancellationToken = default) =>
-        RetryAsync(async token =>
+    /// <summary>
+    /// Adds (or removes) the coordinator group member whose Raft address is <paramref name="raftAddress"/>, then
+    /// waits until every member that answers uses the new configuration (a member still on the old one could
+    /// not help elect a leader of the new group).
+    /// </summary>
+    public async Task ChangeCoordinatorGroupAsync(bool add, string raftAddress, CancellationToken cancellationToken = default)
+    {
+        await RetryAsync(async token =>
         {
             // Catching a new member up may take longer than one attempt.
             using var longer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
             longer.CancelAfter(TimeSpan.FromSeconds(30));
             return await AskCoordinatorAsync(add ? Commands.VsAddMember : Commands.VsRemoveMember, longer.Token, raftAddress);
         }, cancellationToken);
+        await RetryAsync(async token =>
+        {
+            // Every member that answers and belongs to the leader's configuration must report that configuration.
+            string[] addresses = [.. (await GetCoordinatorMembersAsync(token)).Where(m => m.Role != "unreachable").Select(m => m.Address)];
+            var reports = new List<(string Role, string Raft, string[] Configuration)>();
+            foreach (string address in addresses)
+            {
+                RespClientConnection connection = await ConnectAsync(address, token);
+                RespValue reply = await connection.SendAsync(token, Commands.VsMember);
+                using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
+                System.Text.Json.JsonElement root = json.RootElement;
+                reports.Add((root.GetProperty("role").GetString() ?? "", root.GetProperty("raft").GetString() ?? "",
+                    [.. root.GetProperty("configuration").EnumerateArray().Select(e => e.GetString() ?? "")]));
+            }
+            string[]? leader = reports.FirstOrDefault(r => r.Role == "leader").Configuration;
+            if (leader is null || leader.Contains(raftAddress, StringComparer.Ordinal) != add
+                || reports.Any(r => leader.Contains(r.Raft, StringComparer.Ordinal) && !r.Configuration.SequenceEqual(leader, StringComparer.Ordinal)))
+                throw new RetryableException("waiting for every coordinator group member to use the new configuration");
+            return true;
+        }, cancellationToken);
+    }
 
     /// <summary>
     /// Asks every coordinator group member given in <see cref="TandemClientOptions.Coordinator"/> about itself

@@ -168,6 +168,9 @@ public sealed class CoordinatorGroup : IViewLog, IAsyncDisposable
         return removed;
     }
 
+    /// <summary>This member's Raft address, as the others know it.</summary>
+    public EndPoint RaftAddress => _cluster.LocalMemberAddress;
+
     /// <summary>The Raft addresses of the members in this member's configuration.</summary>
     public IReadOnlyList<EndPoint> Configuration => _cluster.Members.Select(m => m.EndPoint).ToList();
 

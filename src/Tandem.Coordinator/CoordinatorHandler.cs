@@ -147,7 +147,11 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         }
     }
 
-    /// <summary><c>VS.MEMBER</c>: <c>{"address","role","term","leader","view","members"}</c> (members: the group's configuration).</summary>
+    /// <summary>
+    /// <c>VS.MEMBER</c>: <c>{"address","role","term","leader","view","members","raft","configuration"}</c> (members:
+    /// the RESP addresses of the group's configuration as far as known; raft: this member's Raft address;
+    /// configuration: the configuration's Raft addresses, sorted).
+    /// </summary>
     private byte[] MemberJson()
     {
         var buffer = new ArrayBufferWriter<byte>();
@@ -162,6 +166,10 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
             json.WriteStartArray("members");
             if (Group is null) json.WriteStringValue(Address);
             else foreach (GroupMember member in Group.Members.Where(m => m.AddressKnown)) json.WriteStringValue(member.Address);
+            json.WriteEndArray();
+            json.WriteString("raft", Group?.RaftAddress.ToString() ?? "");
+            json.WriteStartArray("configuration");
+            if (Group is not null) foreach (string raft in Group.Configuration.Select(e => e.ToString() ?? "").Order(StringComparer.Ordinal)) json.WriteStringValue(raft);
             json.WriteEndArray();
             json.WriteEndObject();
         }
