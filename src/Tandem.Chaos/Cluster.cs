@@ -18,11 +18,14 @@ internal readonly record struct ClusterStatus(long View, string Primary, string 
     /// <summary>
     /// Whether <paramref name="address"/> is known to hold the current view's whole state: it pinged the leader
     /// within the last 500 ms, alive, not restarted, saying it holds this view (a server started again empty says
-    /// 0; a leader that has not heard from it since it took over knows nothing).
+    /// 0; a leader that has not heard from it since it took over knows nothing), and that ping came after the
+    /// server's last kill, <paramref name="sinceKilled"/> ago: a ping of the incarnation before a kill says what
+    /// a dead process held.
     /// </summary>
-    public bool Holds(string address) =>
+    public bool Holds(string address, TimeSpan sinceKilled) =>
         address != "" && Servers is { } servers && servers.TryGetValue(address, out ServerHeard heard)
-        && heard is { Alive: true, Restarted: false, SinceLastPingMs: <= 500 } && heard.HeldView >= View;
+        && heard is { Alive: true, Restarted: false, SinceLastPingMs: <= 500 } && heard.HeldView >= View
+        && TimeSpan.FromMilliseconds(heard.SinceLastPingMs + 100) < sinceKilled;
 }
 
 /// <summary>One server as the leader last heard from it (an entry of <c>VS.STATUS</c>'s <c>servers</c>).</summary>

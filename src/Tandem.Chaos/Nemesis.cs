@@ -131,6 +131,10 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
         }
     }
 
+    /// <summary>How long ago the nemesis last killed the server at <paramref name="address"/> (never: the longest time).</summary>
+    private TimeSpan SinceKilled(string address) =>
+        cluster.IndexOf(address) is >= 0 and int i && cluster.Slots[i].Node is { } node ? node.SinceKilled : TimeSpan.MaxValue;
+
     private async Task<ClusterStatus?> StatusAsync(CancellationToken stop)
     {
         ClusterStatus? status = await cluster.StatusAsync(TimeSpan.FromMilliseconds(500), stop);
@@ -155,7 +159,7 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
                 // The copy that stays must be known to hold the view: a server killed and started again empty may
                 // still be named in an acknowledged view until the leader hears from it (longer after a leader change).
                 if (quiet && status is { Acked: true, Primary: not "", Backup: not "" } s
-                    && s.Holds(fault.Target == Role.Primary ? s.Backup : s.Primary)) break;
+                    && s.Holds(fault.Target == Role.Primary ? s.Backup : s.Primary, SinceKilled(fault.Target == Role.Primary ? s.Backup : s.Primary))) break;
                 if (waited.Elapsed > TimeSpan.FromSeconds(3) || stop.IsCancellationRequested)
                 {
                     log($"skip  {fault.Describe()}: {(quiet ? $"no acknowledged view with a backup known to hold it ({Show(status)})" : "other server faults still active")}");
@@ -186,7 +190,8 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             // (it waits for that primary's ack), so make sure the view is still the one just read.
             ClusterStatus? again = await StatusAsync(stop);
             if (again is null || again.Value.View != status!.Value.View || !again.Value.Acked
-                || !again.Value.Holds(fault.Target == Role.Primary ? again.Value.Backup : again.Value.Primary))
+                || !again.Value.Holds(fault.Target == Role.Primary ? again.Value.Backup : again.Value.Primary,
+                    SinceKilled(fault.Target == Role.Primary ? again.Value.Backup : again.Value.Primary)))
             {
                 log($"skip  {fault.Describe()}: the view changed ({Show(again)})");
                 return null;

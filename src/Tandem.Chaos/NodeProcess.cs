@@ -39,6 +39,12 @@ internal sealed class NodeProcess : IDisposable
 
     public bool IsPaused { get; private set; }
 
+    /// <summary>When the process was last killed (<see cref="Stopwatch"/> timestamp; 0 if never).</summary>
+    public long LastKilled { get; private set; }
+
+    /// <summary>Time since the last kill; <see cref="TimeSpan.MaxValue"/> if never killed.</summary>
+    public TimeSpan SinceKilled => LastKilled == 0 ? TimeSpan.MaxValue : Stopwatch.GetElapsedTime(LastKilled);
+
     public void Start()
     {
         var info = new ProcessStartInfo(_command.FileName)
@@ -65,6 +71,7 @@ internal sealed class NodeProcess : IDisposable
     /// <summary>SIGKILL, no goodbye. Waits until the process is gone so its ports are free again.</summary>
     public void Kill()
     {
+        LastKilled = Stopwatch.GetTimestamp();
         Process? p;
         lock (_lock)
         {

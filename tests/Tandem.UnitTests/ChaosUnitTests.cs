@@ -9,6 +9,18 @@ namespace Tandem.UnitTests;
 public class ChaosUnitTests
 {
     [Fact]
+    public void CopyHeldView_CountsOnlyPingsAfterTheServersLastKill()
+    {
+        var servers = new Dictionary<string, ServerHeard> { ["b"] = new(Alive: true, SinceLastPingMs: 300, HeldView: 46, Restarted: false) };
+        var status = new ClusterStatus(46, "a", "b", Acked: true, servers);
+        Assert.True(status.Holds("b", TimeSpan.MaxValue)); // never killed
+        Assert.True(status.Holds("b", TimeSpan.FromSeconds(2))); // killed long before that ping
+        // Killed 200 ms ago: the ping 300 ms ago came from the process that died; the new one may be empty.
+        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(200)));
+        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(350)));
+    }
+
+    [Fact]
     public void BigValue_ReadBackIntact_IsItsDescription()
     {
         string value = BigValue.Make("c3.17;", BigValue.MinLength + 5);
