@@ -80,19 +80,7 @@ internal static class CliParsers
         return option;
     }
 
-    public static bool IsRemote(string? text)
-    {
-        if (string.IsNullOrWhiteSpace(text)) return false;
-        try
-        {
-            RespClientConnection.ParseEndPoint(text);
-            return true;
-        }
-        catch (FormatException)
-        {
-            return false;
-        }
-    }
+    public static bool IsRemote(string? text) => RespClientConnection.IsEndPoint(text);
 
     public static bool TryParseListen(string text, out IPEndPoint? endPoint)
     {

@@ -151,9 +151,7 @@ public sealed class TandemClient : IAsyncDisposable
     /// <param name="force">Also when the servers that held the data are only dead (what they hold is given up).</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
     public Task<View> StartNewHistoryAsync(bool force = false, CancellationToken cancellationToken = default) =>
-        RetryAsync(async token => View.FromResp(force
-            ? await AskCoordinatorAsync(Commands.VsNewHistory, token, "FORCE")
-            : await AskCoordinatorAsync(Commands.VsNewHistory, token)), cancellationToken);
+        RetryAsync(async token => View.FromResp(await AskCoordinatorAsync(Commands.VsNewHistory, token, force ? ["FORCE"] : [])), cancellationToken);
 
     /// <summary>
     /// Adds (or removes) the coordinator group member whose Raft address is <paramref name="raftAddress"/>, then
@@ -172,18 +170,8 @@ public sealed class TandemClient : IAsyncDisposable
         await RetryAsync(async token =>
         {
             // Every member that answers and belongs to the leader's configuration must report that configuration.
-            string[] addresses = [.. (await GetCoordinatorMembersAsync(token)).Where(m => m.Role != "unreachable").Select(m => m.Address)];
-            var reports = new List<(string Role, string Raft, string[] Configuration)>();
-            foreach (string address in addresses)
-            {
-                RespClientConnection connection = await ConnectAsync(address, token);
-                RespValue reply = await connection.SendAsync(token, Commands.VsMember);
-                using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
-                System.Text.Json.JsonElement root = json.RootElement;
-                reports.Add((root.GetProperty("role").GetString() ?? "", root.GetProperty("raft").GetString() ?? "",
-                    [.. root.GetProperty("configuration").EnumerateArray().Select(e => e.GetString() ?? "")]));
-            }
-            string[]? leader = reports.FirstOrDefault(r => r.Role == "leader").Configuration;
+            MemberReport[] reports = [.. (await AskEveryMemberAsync(token)).Where(r => r.Status.Role != "unreachable")];
+            string[]? leader = reports.FirstOrDefault(r => r.Status.Role == "leader")?.Configuration;
             if (leader is null || leader.Contains(raftAddress, StringComparer.Ordinal) != add
                 || reports.Any(r => leader.Contains(r.Raft, StringComparer.Ordinal) && !r.Configuration.SequenceEqual(leader, StringComparer.Ordinal)))
                 throw new RetryableException("waiting for every coordinator group member to use the new configuration");
@@ -193,60 +181,54 @@ public sealed class TandemClient : IAsyncDisposable
 
     /// <summary>
     /// Asks every coordinator group member given in <see cref="TandemClientOptions.Coordinator"/> about itself
-    /// (<c>VS.MEMBER</c>), each within one attempt timeout: one entry per member, in order.
+    /// (<c>VS.MEMBER</c>), each within one attempt timeout, then every other member of the group's configuration
+    /// one of them names: one entry per member, in that order.
     /// </summary>
-    public async Task<IReadOnlyList<CoordinatorMemberStatus>> GetCoordinatorMembersAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<CoordinatorMemberStatus>> GetCoordinatorMembersAsync(CancellationToken cancellationToken = default) =>
+        [.. (await AskEveryMemberAsync(cancellationToken)).Select(r => r.Status)];
+
+    /// <summary>What one member says of itself (<c>VS.MEMBER</c>); an unreachable one says nothing.</summary>
+    private sealed record MemberReport(CoordinatorMemberStatus Status, string[] Members, string Raft, string[] Configuration);
+
+    private async Task<IReadOnlyList<MemberReport>> AskEveryMemberAsync(CancellationToken cancellationToken)
     {
-        // The members given, then any other member of the group's configuration that one of them names.
         var asked = new List<string>(CoordinatorMembers.Parse(Options.Coordinator));
-        var answers = new Dictionary<string, (CoordinatorMemberStatus Status, IReadOnlyList<string> Members)>(StringComparer.Ordinal);
+        var answers = new Dictionary<string, MemberReport>(StringComparer.Ordinal);
         while (asked.Where(a => !answers.ContainsKey(a)).ToArray() is { Length: > 0 } next)
         {
-            foreach ((string address, CoordinatorMemberStatus status, IReadOnlyList<string> members) in
-                     await Task.WhenAll(next.Select(a => AskMemberAsync(a, cancellationToken))))
+            foreach (MemberReport report in await Task.WhenAll(next.Select(a => AskMemberAsync(a, cancellationToken))))
             {
-                answers[address] = (status, members);
-                asked.AddRange(members.Where(m => !asked.Contains(m)));
+                answers[report.Status.Address] = report;
+                asked.AddRange(report.Members.Where(m => !asked.Contains(m)));
             }
         }
-        return asked.Select(a => answers[a].Status).ToList();
+        return [.. asked.Select(a => answers[a])];
     }
 
-    private async Task<(string, CoordinatorMemberStatus, IReadOnlyList<string>)> AskMemberAsync(string address, CancellationToken cancellationToken)
+    private async Task<MemberReport> AskMemberAsync(string address, CancellationToken cancellationToken)
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
         attempt.CancelAfter(Options.AttemptTimeout);
-        var unreachable = new CoordinatorMemberStatus(address, "unreachable", null, null);
+        var unreachable = new MemberReport(new CoordinatorMemberStatus(address, "unreachable", null, null), [], "", []);
         try
         {
             RespClientConnection connection = await ConnectAsync(address, attempt.Token);
             RespValue reply = await connection.SendAsync(attempt.Token, Commands.VsMember);
-            if (reply.Kind != RespKind.BulkString) return (address, unreachable, []);
+            if (reply.Kind != RespKind.BulkString) return unreachable;
             using var json = System.Text.Json.JsonDocument.Parse(reply.Text);
             System.Text.Json.JsonElement root = json.RootElement;
-            string leader = root.GetProperty("leader").GetString() ?? "";
-            string[] members = root.TryGetProperty("members", out System.Text.Json.JsonElement list)
-                ? list.EnumerateArray().Select(m => m.GetString() ?? "").Where(IsAddress).ToArray()
+            string[] Strings(string name) => root.TryGetProperty(name, out System.Text.Json.JsonElement list)
+                ? [.. list.EnumerateArray().Select(e => e.GetString() ?? "")]
                 : [];
-            return (address, new CoordinatorMemberStatus(address, root.GetProperty("role").GetString() ?? "follower",
-                root.GetProperty("term").GetInt64(), leader == "" ? null : leader), members);
+            string leader = root.GetProperty("leader").GetString() ?? "";
+            var status = new CoordinatorMemberStatus(address, root.GetProperty("role").GetString() ?? "follower",
+                root.GetProperty("term").GetInt64(), leader == "" ? null : leader);
+            return new MemberReport(status, [.. Strings("members").Where(RespClientConnection.IsEndPoint)],
+                root.TryGetProperty("raft", out System.Text.Json.JsonElement raft) ? raft.GetString() ?? "" : "", Strings("configuration"));
         }
         catch (Exception e) when (IsTransient(e) || e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            return (address, unreachable, []);
-        }
-    }
-
-    private static bool IsAddress(string text)
-    {
-        try
-        {
-            RespClientConnection.ParseEndPoint(text);
-            return true;
-        }
-        catch (FormatException)
-        {
-            return false;
+            return unreachable;
         }
     }
 

@@ -43,7 +43,7 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         switch (command.Name)
         {
             case Commands.VsPing:
-                RespValue reply = Execute(command);
+                RespValue reply = Answer(command);
                 // This primary's ack is being committed in the group's log: answer once it is, so it learns it now.
                 if (ViewService.PendingCommit is { } commit && reply.Kind == RespKind.Array && reply.Items![3].Integer == 0
                     && command.Count >= 3 && reply.Items[1].Text == command.Text(1) && command.TryLong(2, out long pinged) && pinged == reply.Items[0].Integer)
@@ -63,7 +63,7 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
             case Commands.VsAddMember or Commands.VsRemoveMember:
                 return await ChangeMembersAsync(command);
             default:
-                return Execute(command);
+                return Answer(command);
         }
     }
 
@@ -71,8 +71,13 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
     public RespValue Execute(RespCommand command)
     {
         ArgumentNullException.ThrowIfNull(command);
+        return NotLeader(command.Name) ?? Answer(command);
+    }
+
+    /// <summary>Answers a command this member may answer (the leader check is done).</summary>
+    private RespValue Answer(RespCommand command)
+    {
         string name = command.Name;
-        if (NotLeader(name) is { } redirect) return redirect;
         switch (name)
         {
             case "PING":

@@ -84,15 +84,7 @@ public sealed class CoordinatorMembers
         int at = error?.IndexOf(LeaderMarker, StringComparison.Ordinal) ?? -1;
         if (at < 0) return null;
         string named = error![(at + LeaderMarker.Length)..].Trim();
-        try
-        {
-            RespClientConnection.ParseEndPoint(named);
-            return named;
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
+        return RespClientConnection.IsEndPoint(named) ? named : null;
     }
 
     /// <inheritdoc />

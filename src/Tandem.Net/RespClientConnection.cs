@@ -110,6 +110,21 @@ public sealed class RespClientConnection : IAsyncDisposable
         return new DnsEndPoint(address[..colon], port);
     }
 
+    /// <summary>Whether <paramref name="address"/> is <c>HOST:PORT</c> as <see cref="ParseEndPoint"/> takes it.</summary>
+    public static bool IsEndPoint(string? address)
+    {
+        if (string.IsNullOrWhiteSpace(address)) return false;
+        try
+        {
+            ParseEndPoint(address);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Sends a command made of text arguments and waits for its reply.</summary>
     public Task<RespValue> SendAsync(CancellationToken cancellationToken, params string[] args)
     {

@@ -98,6 +98,9 @@ public class CoordinatorGroupTests(ITestOutputHelper output)
         await cluster.StartServerAsync();
         TestCoordinator leader = await cluster.WaitForLeaderAsync(Patience);
         TestCoordinator follower = cluster.Coordinators.First(c => c != leader);
+        // A follower learns who leads from the leader's first heartbeat to it.
+        await Wait.UntilAsync(() => follower.Node!.Group!.LeaderAddress == leader.Address ? true : (bool?)null, Patience,
+            "the follower to know the leader");
 
         RespValue redirect = await SendAsync(follower.Address, Commands.VsView);
         Assert.True(redirect.IsError);
