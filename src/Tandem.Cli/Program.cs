@@ -5,6 +5,7 @@ var root = new RootCommand("Tandem: a primary/backup replicated key-value store 
 foreach (Command command in NodeCommands.Create()) root.Subcommands.Add(command);
 foreach (Command command in ClientCommands.Create()) root.Subcommands.Add(command);
 root.Subcommands.Add(ChaosCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 
 ParseResult parsed = root.Parse(args);
 if (parsed.Errors.Count > 0 && parsed.Action is not System.CommandLine.Help.HelpAction)
