@@ -15,126 +15,108 @@ namespace Tandem.Coordinator;
 /// that does not lead answers <c>PING</c> and <c>VS.MEMBER</c> itself and everything else with
 /// <c>NOTLEADER</c>, naming the leader when it knows it. Anything unknown gets an <c>ERR</c> reply.
 /// </summary>
-public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup? group = null, string address = "") : RespConnectionHandler
+public sealed class CoordinatorHandler : RespConnectionHandler
 {
-    private const int MaxEchoedNameLength = 64;
-    private static readonly RespValue Pong = RespValue.Simple("PONG");
     /// <summary>Below a server's ping timeout (at least 500 ms), so waiting for an ack's commit never fails the ping.</summary>
     private static readonly TimeSpan MaxAckWait = TimeSpan.FromMilliseconds(300);
 
+    /// <summary>Creates the endpoint of <paramref name="viewService"/>, a member of <paramref name="group"/> when one is given.</summary>
+    public CoordinatorHandler(ViewService viewService, CoordinatorGroup? group = null, string address = "")
+    {
+        ViewService = viewService ?? throw new ArgumentNullException(nameof(viewService));
+        Group = group;
+        Address = address;
+        Table.Add(Commands.VsMember, 1, CommandFlags.Fast | CommandFlags.Internal, (_, _) => new(RespValue.Bulk(MemberJson())));
+        // The rest only the leader answers.
+        Table.Add(Commands.VsPing, -3, CommandFlags.Internal, LeaderOnly(PingAsync));
+        Table.Add(Commands.VsUnreachable, 4, CommandFlags.Internal, LeaderOnly(c => new(Unreachable(c))));
+        Table.Add(Commands.VsView, 1, CommandFlags.Internal, LeaderOnly(_ => new(CurrentView())));
+        Table.Add(Commands.VsStatus, 1, CommandFlags.Internal, LeaderOnly(_ => new(RespValue.Bulk(StatusJson(ViewService.GetStatus())))));
+        Table.Add(Commands.VsNewHistory, -1, CommandFlags.Internal, LeaderOnly(NewHistoryAsync));
+        Table.Add(Commands.VsAddMember, 2, CommandFlags.Internal, LeaderOnly(c => ChangeMembersAsync(c, add: true)));
+        Table.Add(Commands.VsRemoveMember, 2, CommandFlags.Internal, LeaderOnly(c => ChangeMembersAsync(c, add: false)));
+    }
+
     /// <summary>The engine this endpoint serves.</summary>
-    public ViewService ViewService { get; } = viewService ?? throw new ArgumentNullException(nameof(viewService));
+    public ViewService ViewService { get; }
 
     /// <summary>This process's member of the coordinator group; null when the engine runs alone, in memory.</summary>
-    public CoordinatorGroup? Group { get; } = group;
+    public CoordinatorGroup? Group { get; }
 
     /// <summary>This endpoint's own address (reported by <c>VS.MEMBER</c>).</summary>
-    public string Address { get; set; } = address;
+    public string Address { get; set; }
 
     /// <summary>Set when the node is crashed (<see cref="CoordinatorNode.KillAsync"/>): from then on nothing is answered.</summary>
     public volatile bool Killed;
 
     /// <inheritdoc />
-    protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
-    {
-        ArgumentNullException.ThrowIfNull(command);
-        if (Killed) return null;
-        if (NotLeader(command.Name) is { } redirect) return redirect;
-        switch (command.Name)
-        {
-            case Commands.VsPing:
-                RespValue reply = Answer(command);
-                // This primary's ack is being committed in the group's log: answer once it is, so it learns it now.
-                if (ViewService.PendingCommit is { } commit && reply.Kind == RespKind.Array && reply.Items![3].Integer == 0
-                    && command.Count >= 3 && reply.Items[1].Text == command.Text(1) && command.TryLong(2, out long pinged) && pinged == reply.Items[0].Integer)
-                {
-                    try { await commit.WaitAsync(MaxAckWait); }
-                    catch (TimeoutException) { return reply; }
-                    return ViewService.GetView(out bool acked, out long lastAcked).ToResp(acked, lastAcked);
-                }
-                return reply;
-            case Commands.VsNewHistory:
-                if (command.Count is not (1 or 2)) return WrongArity(command.Name);
-                bool force = command.Count == 2 && command.Text(1).Equals("FORCE", StringComparison.OrdinalIgnoreCase);
-                if (command.Count == 2 && !force) return RespValue.Error($"{ErrorCodes.Err} the only option of VS.NEWHISTORY is FORCE");
-                return await ViewService.StartNewHistoryAsync(force) is { } refused
-                    ? RespValue.Error($"{ErrorCodes.Err} {refused}")
-                    : ViewService.GetView(out bool newAcked, out long newLastAcked).ToResp(newAcked, newLastAcked);
-            case Commands.VsAddMember or Commands.VsRemoveMember:
-                return await ChangeMembersAsync(command);
-            default:
-                return Answer(command);
-        }
-    }
+    protected override Delivery Admit(RespCommand command) => Killed ? Delivery.Drop : Delivery.Deliver;
 
-    /// <summary>Answers one command that needs no waiting (no I/O).</summary>
+    /// <summary>Answers one command that needs no waiting (no I/O); commands that wait are answered as if the wait timed out.</summary>
     public RespValue Execute(RespCommand command)
     {
         ArgumentNullException.ThrowIfNull(command);
-        return NotLeader(command.Name) ?? Answer(command);
+        Table.TryFind(command.Args[0], out CommandSpec<CommandHandler>? spec);
+        ValueTask<RespValue?> reply = ExecuteAsync(command, spec, null!);
+        return reply.IsCompleted ? reply.Result! : RespValue.Error($"{ErrorCodes.TryAgain} the answer is not ready");
     }
 
-    /// <summary>Answers a command this member may answer (the leader check is done).</summary>
-    private RespValue Answer(RespCommand command)
+    private CommandHandler LeaderOnly(Func<RespCommand, ValueTask<RespValue?>> handler) =>
+        (command, _) => NotLeader() is { } redirect ? new(redirect) : handler(command);
+
+    private async ValueTask<RespValue?> PingAsync(RespCommand command)
     {
-        string name = command.Name;
-        switch (name)
+        if (command.Count > 4) return CommandErrors.WrongArity("vs.ping");
+        string server = command.Text(1);
+        if (server.Length == 0) return RespValue.Error($"{ErrorCodes.Err} server address must not be empty");
+        if (!command.TryLong(2, out long viewNumber) || viewNumber < 0)
+            return RespValue.Error($"{ErrorCodes.Err} view number must be an integer >= 0");
+        long held = -1;
+        if (command.Count == 4 && (!command.TryLong(3, out held) || held < 0))
+            return RespValue.Error($"{ErrorCodes.Err} held view must be an integer >= 0");
+        View view = ViewService.Ping(server, viewNumber, held, out bool acked, out long lastAcked);
+        RespValue reply = view.ToResp(acked, lastAcked);
+        // This primary's ack is being committed in the group's log: answer once it is, so it learns it now.
+        if (ViewService.PendingCommit is { } commit && !acked && view.Primary == server && viewNumber == view.Number)
         {
-            case "PING":
-                return command.Count switch
-                {
-                    1 => Pong,
-                    2 => RespValue.Bulk(command[1]),
-                    _ => WrongArity(name),
-                };
-            case Commands.VsPing:
-                if (command.Count is not (3 or 4)) return WrongArity(name);
-                string server = command.Text(1);
-                if (server.Length == 0) return RespValue.Error($"{ErrorCodes.Err} server address must not be empty");
-                if (!command.TryLong(2, out long viewNumber) || viewNumber < 0)
-                    return RespValue.Error($"{ErrorCodes.Err} view number must be an integer >= 0");
-                long held = -1;
-                if (command.Count == 4 && (!command.TryLong(3, out held) || held < 0))
-                    return RespValue.Error($"{ErrorCodes.Err} held view must be an integer >= 0");
-                View view = ViewService.Ping(server, viewNumber, held, out bool acked, out long lastAcked);
-                return view.ToResp(acked, lastAcked);
-            case Commands.VsUnreachable:
-                if (command.Count != 4) return WrongArity(name);
-                if (!command.TryLong(2, out long reportedView) || reportedView < 1 || command.Text(1).Length == 0 || command.Text(3).Length == 0)
-                    return RespValue.Error($"{ErrorCodes.Err} VS.UNREACHABLE needs a primary, a view number >= 1 and a backup");
-                return RespValue.Int(ViewService.ReportUnreachableBackup(command.Text(1), reportedView, command.Text(3)) ? 1 : 0);
-            case Commands.VsView:
-                if (command.Count != 1) return WrongArity(name);
-                return ViewService.GetView(out bool viewAcked, out long viewLastAcked).ToResp(viewAcked, viewLastAcked);
-            case Commands.VsStatus:
-                return command.Count == 1 ? RespValue.Bulk(StatusJson(ViewService.GetStatus())) : WrongArity(name);
-            case Commands.VsMember:
-                return command.Count == 1 ? RespValue.Bulk(MemberJson()) : WrongArity(name);
-            default:
-                string sent = command.Text(0);
-                if (sent.Length > MaxEchoedNameLength) sent = sent[..MaxEchoedNameLength] + "...";
-                return RespValue.Error($"{ErrorCodes.Err} unknown command '{sent}'");
+            try { await commit.WaitAsync(MaxAckWait); }
+            catch (TimeoutException) { return reply; }
+            return CurrentView();
         }
+        return reply;
     }
+
+    private RespValue Unreachable(RespCommand command)
+    {
+        if (!command.TryLong(2, out long reportedView) || reportedView < 1 || command.Text(1).Length == 0 || command.Text(3).Length == 0)
+            return RespValue.Error($"{ErrorCodes.Err} VS.UNREACHABLE needs a primary, a view number >= 1 and a backup");
+        return RespValue.Int(ViewService.ReportUnreachableBackup(command.Text(1), reportedView, command.Text(3)) ? 1 : 0);
+    }
+
+    private async ValueTask<RespValue?> NewHistoryAsync(RespCommand command)
+    {
+        if (command.Count > 2) return CommandErrors.WrongArity("vs.newhistory");
+        bool force = command.Count == 2 && command.Text(1).Equals("FORCE", StringComparison.OrdinalIgnoreCase);
+        if (command.Count == 2 && !force) return RespValue.Error($"{ErrorCodes.Err} the only option of VS.NEWHISTORY is FORCE");
+        return await ViewService.StartNewHistoryAsync(force) is { } refused ? RespValue.Error($"{ErrorCodes.Err} {refused}") : CurrentView();
+    }
+
+    private RespValue CurrentView() => ViewService.GetView(out bool acked, out long lastAcked).ToResp(acked, lastAcked);
 
     /// <summary>The reply of a member that does not lead to a command only the leader answers; null when it leads.</summary>
-    private RespValue? NotLeader(string name)
+    private RespValue? NotLeader()
     {
         // A member answers for the group only while its engine leads and it holds the leader's lease (a majority
         // heard from it within the lease, shorter than an election): a deposed leader that has not noticed yet
         // answers nothing from its stale state.
-        if (name is "PING" or Commands.VsMember || ViewService.IsLeading && Group?.HoldsLease != false) return null;
-        if (name is not (Commands.VsPing or Commands.VsView or Commands.VsStatus or Commands.VsUnreachable or Commands.VsNewHistory
-            or Commands.VsAddMember or Commands.VsRemoveMember)) return null;
+        if (ViewService.IsLeading && Group?.HoldsLease != false) return null;
         return Group?.LeaderAddress is { } leader && leader != Address
             ? RespValue.Error($"{ErrorCodes.NotLeader} leader {leader}")
             : RespValue.Error($"{ErrorCodes.NotLeader} no leader is known");
     }
 
-    private async Task<RespValue> ChangeMembersAsync(RespCommand command)
+    private async ValueTask<RespValue?> ChangeMembersAsync(RespCommand command, bool add)
     {
-        bool add = command.Name == Commands.VsAddMember;
-        if (command.Count != 2) return WrongArity(command.Name);
         if (Group is null) return RespValue.Error($"{ErrorCodes.Err} this coordinator runs alone, without a group");
         if (!IPEndPoint.TryParse(command.Text(1), out IPEndPoint? raft) || raft.Port == 0)
             return RespValue.Error($"{ErrorCodes.Err} the member's Raft address must be IP:PORT");
@@ -219,7 +201,4 @@ public sealed class CoordinatorHandler(ViewService viewService, CoordinatorGroup
         }
         return buffer.WrittenSpan.ToArray();
     }
-
-    private static RespValue WrongArity(string name) =>
-        RespValue.Error(string.Create(CultureInfo.InvariantCulture, $"{ErrorCodes.Err} wrong number of arguments for '{name}'"));
 }

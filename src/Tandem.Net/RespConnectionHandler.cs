@@ -6,6 +6,10 @@ using Tandem.Protocol;
 
 namespace Tandem.Net;
 
+/// <summary>Runs one command whose name and arity the node's <see cref="RespConnectionHandler.Table"/> table checked.</summary>
+/// <remarks>Returning null closes the connection without a reply (a node that was killed). Must not throw for bad input.</remarks>
+public delegate ValueTask<RespValue?> CommandHandler(RespCommand command, ConnectionContext connection);
+
 /// <summary>What the network does with one request (see <see cref="RespConnectionHandler.Admit"/>).</summary>
 public enum Delivery
 {
@@ -19,8 +23,9 @@ public enum Delivery
 
 /// <summary>
 /// The read loop every Tandem node uses: read from the pipe, parse the complete commands in the buffer (at most
-/// <see cref="MaxBatchCommands"/>), start each one in order, then write their replies in order and flush.
-/// Commands of one read therefore share one flush (and, on a primary, one forwarded batch).
+/// <see cref="MaxBatchCommands"/>), look each up in <see cref="Table"/> and start it in order, then write
+/// their replies in order and flush. Commands of one read therefore share one flush (and, on a primary, one
+/// forwarded batch and one wait for the backup).
 /// </summary>
 /// <remarks>
 /// Memory is bounded per connection (<see cref="MaxFrameBytes"/> of input plus the transport's read buffer,
@@ -122,11 +127,39 @@ public abstract class RespConnectionHandler : ConnectionHandler
     /// <summary>Bytes of input held against <see cref="MaxBufferedBytes"/> right now.</summary>
     public long BufferedBytes => Interlocked.Read(ref _bufferedBytes);
 
+    private static readonly RespValue Pong = RespValue.Simple("PONG");
+
+    /// <summary>Creates a handler whose table holds the commands every node answers: PING, ECHO and QUIT.</summary>
+    protected RespConnectionHandler()
+    {
+        Table.Add("PING", -1, CommandFlags.Fast, static (command, _) => new(command.Count switch
+        {
+            1 => Pong,
+            2 => RespValue.Bulk(command[1]),
+            _ => CommandErrors.WrongArity("ping"),
+        }));
+        Table.Add("ECHO", 2, CommandFlags.Fast, static (command, _) => new(RespValue.Bulk(command[1])));
+        Table.Add("QUIT", -1, CommandFlags.Fast | CommandFlags.CloseAfterReply, static (_, _) => new(RespValue.Ok));
+    }
+
     /// <summary>
-    /// Runs one command. Returning null closes the connection without a reply (a node that was killed).
-    /// Must not throw for bad input: answer an error reply instead.
+    /// The commands this node answers, by name: the one place for names, arities and flags. An unknown command or
+    /// a wrong number of arguments gets Redis's error text, without reaching a handler.
     /// </summary>
-    protected abstract ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection);
+    public CommandTable<CommandHandler> Table { get; } = new();
+
+    /// <summary>
+    /// Runs one command; <paramref name="spec"/> is its entry in <see cref="Table"/>, null when the name is unknown.
+    /// The default answers an unknown name or a wrong number of arguments with Redis's error and otherwise calls
+    /// the entry's handler. Returning null closes the connection without a reply.
+    /// </summary>
+    protected virtual ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        if (spec is null) return new(CommandErrors.Unknown(command));
+        if (!spec.AcceptsCount(command.Count)) return new(CommandErrors.WrongArity(spec.LowerName));
+        return spec.Handler(command, connection);
+    }
 
     /// <summary>
     /// Decides, before a command runs, whether the network delivers it (fault injection). A dropped command
@@ -152,12 +185,13 @@ public abstract class RespConnectionHandler : ConnectionHandler
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 string? protocolError = null;
                 bool closeAfterReplies = false;
+                bool quit = false;
                 bool batchFull = false;
                 int replies = 0;
 
                 try
                 {
-                    while (!closeAfterReplies)
+                    while (!closeAfterReplies && !quit)
                     {
                         if (started.Count >= MaxBatchCommands) { batchFull = true; break; }
                         if (!RespReader.TryReadCommand(ref buffer, Limits, ref scan, out RespCommand? command)) break;
@@ -165,7 +199,9 @@ public abstract class RespConnectionHandler : ConnectionHandler
                         Delivery delivery = Admit(command);
                         closeAfterReplies = delivery != Delivery.Deliver;
                         if (delivery == Delivery.Drop) break;
-                        started.Add(ExecuteAsync(command, connection));
+                        Table.TryFind(command.Args[0], out CommandSpec<CommandHandler>? spec);
+                        started.Add(ExecuteAsync(command, spec, connection));
+                        quit = spec is not null && (spec.Flags & CommandFlags.CloseAfterReply) != 0;
                         if (delivery == Delivery.Deliver) replies++;
                     }
                 }
@@ -201,7 +237,7 @@ public abstract class RespConnectionHandler : ConnectionHandler
                     if (!await output.WriteAsync(reply)) return;
                 }
                 started.Clear();
-                if (closeAfterReplies)
+                if (closeAfterReplies || quit)
                 {
                     await output.FlushAsync();
                     return;

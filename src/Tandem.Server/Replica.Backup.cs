@@ -116,32 +116,10 @@ public sealed partial class Replica
         long first = ParseLong(cmd, 4);
         if (first != _state.LastApplied + 1)
             return RespValue.Error($"{ErrorCodes.StaleView} batch starts at {first} but the next write is {_state.LastApplied + 1}");
-        if ((cmd.Count - 5) % OpFields != 0) throw new FormatException("batch is not a whole number of operations");
-        var ops = new List<Operation>((cmd.Count - 5) / OpFields);
-        for (int i = 5; i < cmd.Count; i += OpFields) ops.Add(DecodeOp(cmd, i));
+        List<Operation> ops = ApplyBatch.ParseOps(cmd);
         long seq = first;
         foreach (Operation op in ops) _state.Apply(op, seq++);
         return RespValue.Int(_state.LastApplied);
-    }
-
-    /// <summary>Fields per forwarded operation: code key value client-id request-seq acked-through.</summary>
-    internal const int OpFields = 6;
-
-    internal static void EncodeOp(List<byte[]> into, in Operation op)
-    {
-        into.Add([(byte)('0' + (int)op.Code)]);
-        into.Add(op.Key);
-        into.Add(op.Value);
-        into.Add(Ascii(op.ClientId));
-        into.Add(Ascii(op.RequestSeq));
-        into.Add(Ascii(op.AckedThrough));
-    }
-
-    private static Operation DecodeOp(RespCommand cmd, int i)
-    {
-        byte[] code = cmd[i];
-        if (code.Length != 1 || code[0] is < (byte)'1' or > (byte)'0' + (byte)OpCode.Register) throw new FormatException("bad operation code");
-        return new Operation((OpCode)(code[0] - '0'), cmd[i + 1], cmd[i + 2], ParseLong(cmd, i + 3), ParseLong(cmd, i + 4), ParseLong(cmd, i + 5));
     }
 
     internal static byte[] Ascii(long n) => Encoding.ASCII.GetBytes(n.ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -226,12 +226,34 @@ public sealed partial class Replica : IDisposable
     /// <summary>Applies a client write on the primary and waits until it is committed.</summary>
     public async ValueTask<RespValue> WriteAsync(Operation op)
     {
-        Task<RespValue?> committed;
-        RespValue reply;
+        Held held = Write(op);
+        if (held.IsFinal) return held.Reply;
+        BatchOutcome outcome = await WaitAsync(held.CommitSeq, confirm: false);
+        return outcome.WriteError ?? held.Reply;
+    }
+
+    /// <summary>Reads on the primary and waits for the read to be confirmed (see <see cref="Read"/>).</summary>
+    public async ValueTask<RespValue> ReadAsync(byte[] key)
+    {
+        Held held = Read(key);
+        if (held.IsFinal) return held.Reply;
+        BatchOutcome outcome = await WaitAsync(0, confirm: true);
+        return outcome.ReadError ?? held.Reply;
+    }
+
+    /// <summary>
+    /// Sequences and applies a client write on the primary. Its reply may go out only once the write is
+    /// committed (the backup holds it) and the coordinator has recorded this primary's ack of its view:
+    /// <see cref="Held.CommitSeq"/> is the write to wait for with <see cref="WaitAsync"/>, 0 when the reply is
+    /// final (an error, or a write already committed).
+    /// </summary>
+    public Held Write(in Operation op)
+    {
         lock (_lock)
         {
-            if (!ServingPrimary) return NotPrimaryError();
+            if (!ServingPrimary) return new Held(NotPrimaryError());
             long seq;
+            RespValue reply;
             SavedReply saved = default;
             DuplicateCheck check = op.IsTracked
                 ? _state.Duplicates.Check(op.ClientId, op.RequestSeq, op.AckedThrough, out saved)
@@ -239,12 +261,12 @@ public sealed partial class Replica : IDisposable
             switch (check)
             {
                 case DuplicateCheck.AlreadyAcknowledged:
-                    return RespValue.Error($"{ErrorCodes.Err} request {op.RequestSeq} of client {op.ClientId} was already acknowledged");
+                    return new Held(RespValue.Error($"{ErrorCodes.Err} request {op.RequestSeq} of client {op.ClientId} was already acknowledged"));
                 case DuplicateCheck.SessionExpired:
-                    return RespValue.Error($"{ErrorCodes.NoSession} client {op.ClientId}'s session was dropped from the duplicate table; " +
-                                           "the request may already have taken effect; get a new client id with XCLIENT");
+                    return new Held(RespValue.Error($"{ErrorCodes.NoSession} client {op.ClientId}'s session was dropped from the duplicate table; " +
+                                                    "the request may already have taken effect; get a new client id with XCLIENT"));
                 case DuplicateCheck.WindowFull:
-                    return RespValue.Error($"{ErrorCodes.TryAgain} client {op.ClientId} has too many requests in flight");
+                    return new Held(RespValue.Error($"{ErrorCodes.TryAgain} client {op.ClientId} has too many requests in flight"));
                 case DuplicateCheck.Duplicate:
                     // A retry: never apply twice; answer the saved reply once the first copy is committed.
                     reply = saved.Reply;
@@ -253,54 +275,79 @@ public sealed partial class Replica : IDisposable
                 default:
                     // Checked here, in the sequencer, so no concurrent append can slip past the limit.
                     if (op.Code == OpCode.Append && (long)(_state.Get(op.Key)?.Length ?? 0) + op.Value.Length > _options.MaxValueBytes)
-                        return RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes");
+                        return new Held(RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes"));
                     // A backup that is behind may hold only so much of the primary's memory: refuse, do not grow.
                     if (_replicator is { } link && link.BacklogBytes + Replicator.SizeOf(op) > _options.MaxBacklogBytes)
-                        return RespValue.Error($"{ErrorCodes.TryAgain} the backup is {link.BacklogBytes} bytes behind (limit {_options.MaxBacklogBytes}); this write was not applied");
+                        return new Held(RespValue.Error($"{ErrorCodes.TryAgain} the backup is {link.BacklogBytes} bytes behind (limit {_options.MaxBacklogBytes}); this write was not applied"));
                     seq = _state.LastApplied + 1;
                     reply = _state.Apply(op, seq);
                     if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted
                     else _replicator.Enqueue(op, seq);
                     break;
             }
-            if (seq <= _commitIndex && _viewAcked) return reply;
-            var done = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _commitWaiters.Enqueue((seq, done));
-            committed = done.Task;
+            return seq <= _commitIndex && _viewAcked ? new Held(reply) : new Held(reply, seq, false);
         }
-        RespValue? error = await WaitAsync(committed);
-        return error ?? reply;
     }
 
     /// <summary>
-    /// Reads on the primary. The value is read now; it is returned only after the backup confirms, with a
-    /// message sent after this read arrived, that this server is still its primary in this view, and the
-    /// backup holds every write applied before this read (so the value is committed). Without a backup the
-    /// primary answers at once: no one can replace it.
+    /// Reads on the primary. The value is read now; it may go out only after the backup confirms, with a
+    /// message sent after this read, that this server is still its primary in this view, and the backup holds
+    /// every write applied before this read (so the value is committed): <see cref="Held.Confirm"/> asks
+    /// <see cref="WaitAsync"/> for that. Without a backup the primary answers at once: no one can replace it.
     /// </summary>
-    public async ValueTask<RespValue> ReadAsync(byte[] key)
+    public Held Read(byte[] key)
     {
-        Task<RespValue?> confirmed;
-        byte[]? value;
         lock (_lock)
         {
-            if (!ServingPrimary) return NotPrimaryError();
-            value = _state.Get(key);
-            if (_replicator is null)
+            if (!ServingPrimary) return new Held(NotPrimaryError());
+            RespValue value = RespValue.Bulk(_state.Get(key));
+            return _replicator is null && _viewAcked ? new Held(value) : new Held(value, 0, true);
+        }
+    }
+
+    /// <summary>
+    /// Waits until every write through <paramref name="commitSeq"/> is committed and, with
+    /// <paramref name="confirm"/>, until the reads made so far are confirmed (ReadIndex: the backup answers a
+    /// message sent after this call and holds every write applied before it). One wait serves every write and
+    /// read of a batch: the replies of one client read go out together, after one round trip to the backup.
+    /// </summary>
+    public async ValueTask<BatchOutcome> WaitAsync(long commitSeq, bool confirm)
+    {
+        Task<RespValue?>? committed = null, confirmed = null;
+        Replicator? link;
+        lock (_lock)
+        {
+            link = _replicator;
+            if (!ServingPrimary)
             {
-                if (_viewAcked) return RespValue.Bulk(value);
-                confirmed = _ackSignal.Task;
+                // Writes held here were applied and may have reached the server that leads now.
+                RespValue failed = RespValue.Error($"{ErrorCodes.TryAgain} the view changed to {_view.Number} before this request was confirmed; it may or may not have taken effect");
+                return new BatchOutcome(commitSeq > 0 ? failed : null, confirm ? failed : null);
             }
-            else
+            if (commitSeq > 0 && (commitSeq > _commitIndex || !_viewAcked))
             {
-                // ReadIndex: the value may include any write applied so far; answer only once all of them are
-                // on the backup and a confirmation sent after this point has come back.
-                confirmed = _replicator.RequestConfirmation(_state.LastApplied);
-                if (!_viewAcked) confirmed = BothAsync(confirmed, _ackSignal.Task);
+                var done = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
+                _commitWaiters.Enqueue((commitSeq, done));
+                committed = done.Task;
+            }
+            if (confirm)
+            {
+                if (_replicator is null) confirmed = _viewAcked ? null : _ackSignal.Task;
+                else
+                {
+                    // ReadIndex: the values read may include any write applied so far; answer only once all of
+                    // them are on the backup and a confirmation sent after this point has come back.
+                    confirmed = _replicator.RequestConfirmation(_state.LastApplied);
+                    if (!_viewAcked) confirmed = BothAsync(confirmed, _ackSignal.Task);
+                }
             }
         }
-        RespValue? error = await WaitAsync(confirmed);
-        return error ?? RespValue.Bulk(value);
+        if (committed is null && confirmed is null) return default;
+        link?.Pump(); // send the batch's writes and confirmation now, from this thread
+        long deadline = _options.TimeProvider.GetTimestamp();
+        RespValue? writeError = committed is null ? null : await WaitUntilAsync(committed, deadline);
+        RespValue? readError = confirmed is null ? null : writeError ?? await WaitUntilAsync(confirmed, deadline);
+        return new BatchOutcome(writeError, readError);
     }
 
     private static async Task<RespValue?> BothAsync(Task<RespValue?> first, Task<RespValue?> second) =>
@@ -308,11 +355,15 @@ public sealed partial class Replica : IDisposable
 
     private static TaskCompletionSource<RespValue?> NewAckSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private async Task<RespValue?> WaitAsync(Task<RespValue?> task)
+    /// <summary>Waits for <paramref name="task"/> until the commit timeout, counted from <paramref name="since"/>.</summary>
+    private async ValueTask<RespValue?> WaitUntilAsync(Task<RespValue?> task, long since)
     {
+        if (task.IsCompleted) return task.Result;
+        TimeSpan left = _options.CommitTimeout - _options.TimeProvider.GetElapsedTime(since);
         try
         {
-            return await task.WaitAsync(_options.CommitTimeout, _options.TimeProvider);
+            if (left <= TimeSpan.Zero) throw new TimeoutException();
+            return await task.WaitAsync(left, _options.TimeProvider);
         }
         catch (TimeoutException)
         {
@@ -428,3 +479,17 @@ public sealed partial class Replica : IDisposable
         Complete(failed, RespValue.Error($"{ErrorCodes.TryAgain} server is shutting down"));
     }
 }
+
+/// <summary>
+/// A reply decided on the primary that may have to wait before it goes out: until the write
+/// <see cref="CommitSeq"/> is committed (0: no write to wait for) and, when <see cref="Confirm"/>, until the read
+/// is confirmed (see <see cref="Replica.WaitAsync"/>).
+/// </summary>
+public readonly record struct Held(RespValue Reply, long CommitSeq = 0, bool Confirm = false)
+{
+    /// <summary>True when the reply may go out now.</summary>
+    public bool IsFinal => CommitSeq == 0 && !Confirm;
+}
+
+/// <summary>How a wait of <see cref="Replica.WaitAsync"/> ended: null errors mean the held replies may go out.</summary>
+public readonly record struct BatchOutcome(RespValue? WriteError, RespValue? ReadError);

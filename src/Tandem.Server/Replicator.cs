@@ -1,4 +1,4 @@
-using System.Threading.Channels;
+using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Tandem.Net;
 using Tandem.Protocol;
@@ -16,7 +16,12 @@ internal sealed class Replicator
 {
     private const int MaxOpsPerBatch = 4096;
     private const int MaxBatchBytes = 4 * 1024 * 1024;
-    private const int MaxBatchesInFlight = 64;
+    /// <summary>
+    /// Batches sent and not yet acknowledged, at most. Group commit: while these are on the way, new writes
+    /// gather in the outbox and go out together when an acknowledgement comes back, so under load a batch carries
+    /// everything the clients sent in one round trip; when idle a write goes out at once.
+    /// </summary>
+    private const int MaxBatchesInFlight = 2;
     private const int SnapshotChunkEntries = 1024;
     private const int SnapshotChunkBytes = 1024 * 1024;
 
@@ -29,8 +34,8 @@ internal sealed class Replicator
     private readonly FaultInjection? _faults;
     private List<(Operation Op, long Seq)> _ops = new();
     private List<PendingRead> _reads = new();
-    private TaskCompletionSource _wake = NewSignal();
     private bool _capturing;
+    private Link? _link;
     private long _syncedView;
     private long _backlogBytes;
     private long _failingSince;
@@ -38,11 +43,11 @@ internal sealed class Replicator
     /// <summary>A read waiting for its confirmation: the last write its value may include, and its reply.</summary>
     private readonly record struct PendingRead(long ReadIndex, TaskCompletionSource<RespValue?> Done);
 
-    /// <summary>A batch sent and not yet acknowledged: its reply, its last write, its size and the reads it confirms.</summary>
-    private readonly record struct Batch(Task<RespValue> Reply, long LastSeq, long Bytes, List<PendingRead> Reads);
+    /// <summary>A batch sent and not yet acknowledged: its last write, its size, the reads it confirms and when it went out.</summary>
+    private readonly record struct Batch(long LastSeq, long Bytes, List<PendingRead> Reads, long SentAt);
 
     /// <summary>Bytes an operation holds in the outbox (its key and value, plus bookkeeping).</summary>
-    internal static long SizeOf(in Operation op) => op.Key.Length + op.Value.Length + 64;
+    internal static long SizeOf(in Operation op) => ApplyBatch.SizeOf(op);
 
     public Replicator(Replica replica, View view, ServerNodeOptions options, ILogger log)
     {
@@ -75,7 +80,6 @@ internal sealed class Replicator
             if (!_capturing) return; // not connected: the next snapshot will carry it
             _ops.Add((op, seq));
             Interlocked.Add(ref _backlogBytes, SizeOf(op));
-            _wake.TrySetResult();
         }
     }
 
@@ -91,7 +95,6 @@ internal sealed class Replicator
         lock (_outboxLock)
         {
             _reads.Add(new PendingRead(readIndex, tcs));
-            _wake.TrySetResult();
         }
         _faults?.Pass(FaultPoint.ReadRegistered);
         if (_stop.IsCancellationRequested) tcs.TrySetResult(TryAgain("the view changed"));
@@ -178,84 +181,129 @@ internal sealed class Replicator
         _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, snapshot.LastApplied);
         _replica.OnBackupSynced(this, snapshot.LastApplied);
 
-        var inFlight = Channel.CreateBounded<Batch>(MaxBatchesInFlight);
-        Task acks = AcknowledgeAsync(inFlight.Reader, attempt);
-        long lastSent = snapshot.LastApplied;
+        // The writes go on a connection of their own, pipelined: frames are written straight into its buffer by
+        // whoever has work (a client's connection that just applied writes, or this loop), acks are read in order.
+        RespStream stream;
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            connectTimeout.CancelAfter(_options.BackupTimeout);
+            try
+            {
+                stream = await RespStream.ConnectAsync(RespClientConnection.ParseEndPoint(_options.DialAddress(_view.Backup)), _options.RespLimits, connectTimeout.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new TimeoutException($"could not connect to {_view.Backup} within {_options.BackupTimeout.TotalMilliseconds:0} ms");
+            }
+        }
+        await using var streamOwner = stream;
+        await conn.DisposeAsync(); // the snapshot's connection is done
+        var link = new Link(stream, session, snapshot.LastApplied, attempt);
+        Volatile.Write(ref _link, link);
+        Task acks = AcknowledgeAsync(link);
         try
         {
             while (true)
             {
-                if (_faults is not null && await _faults.PassAsync(FaultPoint.BeforeBatch, ct))
-                    throw new IOException("fault point: batch dropped");
-                Task wake;
-                List<(Operation Op, long Seq)> ops;
-                List<PendingRead> reads;
-                lock (_outboxLock)
-                {
-                    if (_ops.Count == 0 && _reads.Count == 0)
-                    {
-                        if (_wake.Task.IsCompleted) _wake = NewSignal();
-                        wake = _wake.Task;
-                        ops = [];
-                        reads = [];
-                    }
-                    else
-                    {
-                        wake = Task.CompletedTask;
-                        ops = TakeBatch();
-                        reads = _reads;
-                        _reads = new();
-                    }
-                }
-                if (ops.Count == 0 && reads.Count == 0)
-                {
-                    await Task.WhenAny(wake, acks).WaitAsync(ct);
-                    if (acks.IsCompleted) await acks; // surfaces the failure
-                    continue;
-                }
-                var args = new List<byte[]>(5 + ops.Count * Replica.OpFields)
-                {
-                    "REPL.APPLY"u8.ToArray(), Replica.Ascii(_view.Number), System.Text.Encoding.UTF8.GetBytes(_replica.Me),
-                    System.Text.Encoding.ASCII.GetBytes(session), Replica.Ascii(lastSent + 1),
-                };
-                long bytes = 0;
-                foreach ((Operation op, long seq) in ops)
-                {
-                    if (seq != ++lastSent) throw new InvalidOperationException($"outbox gap: {seq} after {lastSent - 1}");
-                    Replica.EncodeOp(args, op);
-                    bytes += SizeOf(op);
-                }
-                try
-                {
-                    Task<RespValue> reply = conn.SendAsync(args, ct);
-                    await inFlight.Writer.WriteAsync(new Batch(reply, lastSent, bytes, reads), ct);
-                }
-                catch
-                {
-                    Complete(reads, TryAgain("the backup link failed")); // the batch never got in flight
-                    throw;
-                }
+                // Client connections pump the writes they applied (Pump); this loop sends what was queued before
+                // the link was up, is the safety net after that, and checks that the backup answers in time.
+                await PumpAsync(link);
+                await Task.WhenAny(acks, Task.Delay(_options.PingInterval, _options.TimeProvider, ct));
+                if (acks.IsCompleted) await acks; // surfaces the failure
+                ct.ThrowIfCancellationRequested();
+                link.CheckDeadline(_options.TimeProvider, _options.BackupTimeout, _view.Backup);
             }
         }
         catch (OperationCanceledException) when (!stop.IsCancellationRequested)
         {
-            // The acknowledgement loop cancelled this attempt (it may still be unwinding): its failure, a
-            // timeout for instance, is the real cause, and decides whether the backup is reported.
-            await acks;
+            // The link failed (a pump or the acknowledgement loop cancelled this attempt): that failure, a timeout
+            // for instance, is the real cause, and decides whether the backup is reported.
+            if (link.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
             throw;
         }
         finally
         {
-            inFlight.Writer.TryComplete();
+            Interlocked.CompareExchange(ref _link, null, link);
             attempt.Cancel();
             try
             {
-                await acks; // it fails the reads it holds; after it, nothing else touches the backlog of this attempt
+                await acks; // after it, nothing else touches the backlog of this attempt
             }
             catch (Exception)
             {
             }
-            while (inFlight.Reader.TryRead(out Batch batch)) Complete(batch.Reads, TryAgain("the backup link failed"));
+            foreach (Batch batch in link.DrainInFlight()) Complete(batch.Reads, TryAgain("the backup link failed"));
+        }
+    }
+
+    /// <summary>
+    /// Sends what the outbox holds now, on the caller's thread, if no one else is sending: called by the replica
+    /// after a client's batch was applied, so the writes go out without a thread switch. Never throws; a failure
+    /// fails the link.
+    /// </summary>
+    public void Pump()
+    {
+        if (Volatile.Read(ref _link) is { } link) _ = PumpAsync(link);
+    }
+
+    private async Task PumpAsync(Link link)
+    {
+        while (!link.Attempt.IsCancellationRequested && Interlocked.CompareExchange(ref link.Pumping, 1, 0) == 0)
+        {
+            try
+            {
+                while (link.InFlightCount < MaxBatchesInFlight)
+                {
+                    if (_faults is not null && await _faults.PassAsync(FaultPoint.BeforeBatch, link.Attempt.Token))
+                        throw new IOException("fault point: batch dropped");
+                    List<(Operation Op, long Seq)> ops;
+                    List<PendingRead> reads;
+                    lock (_outboxLock)
+                    {
+                        if (_ops.Count == 0 && _reads.Count == 0) break;
+                        ops = TakeBatch();
+                        reads = _reads;
+                        _reads = new();
+                    }
+                    try
+                    {
+                        var batchOps = new Operation[ops.Count];
+                        long bytes = 0;
+                        for (int i = 0; i < ops.Count; i++)
+                        {
+                            if (ops[i].Seq != link.LastSent + 1 + i) throw new InvalidOperationException($"outbox gap: {ops[i].Seq} after {link.LastSent + i}");
+                            batchOps[i] = ops[i].Op;
+                            bytes += SizeOf(ops[i].Op);
+                        }
+                        new ApplyBatch(_view.Number, _replica.Me, link.Session, link.LastSent + 1, batchOps).WriteTo(link.Stream.Output);
+                        link.LastSent += ops.Count;
+                        link.Sent(new Batch(link.LastSent, bytes, reads, _options.TimeProvider.GetTimestamp()));
+                    }
+                    catch
+                    {
+                        Complete(reads, TryAgain("the backup link failed")); // the batch never got in flight
+                        throw;
+                    }
+                    FlushResult flushed = await link.Stream.Output.FlushAsync(link.Attempt.Token);
+                    if (flushed.IsCompleted) throw new IOException($"the backup {_view.Backup} closed the connection");
+                }
+            }
+            catch (Exception e)
+            {
+                link.Fail(e);
+                return;
+            }
+            finally
+            {
+                Volatile.Write(ref link.Pumping, 0);
+            }
+            // Work queued while this pump finished saw it busy and left it here: take it, or leave it to the pump
+            // that now holds the flag.
+            lock (_outboxLock)
+            {
+                if (_ops.Count == 0 && _reads.Count == 0) return;
+            }
+            if (link.InFlightCount >= MaxBatchesInFlight) return; // the acknowledgement loop pumps again
         }
     }
 
@@ -279,58 +327,106 @@ internal sealed class Replicator
         }
         List<(Operation, long)> batch = _ops.GetRange(0, n);
         _ops.RemoveRange(0, n);
-        _wake.TrySetResult(); // the rest goes in the next batch
         return batch;
     }
 
-    private async Task AcknowledgeAsync(ChannelReader<Batch> batches, CancellationTokenSource attempt)
-    {
-        try
-        {
-            await AcknowledgeInOrderAsync(batches, attempt.Token);
-        }
-        catch
-        {
-            attempt.Cancel();
-            throw;
-        }
-    }
-
-    private async Task AcknowledgeInOrderAsync(ChannelReader<Batch> batches, CancellationToken ct)
+    private async Task AcknowledgeAsync(Link link)
     {
         // Reads whose confirmation came back but whose read index is beyond the acknowledged writes: they wait
         // for the batch that carries their last write (read indexes only grow, so a queue keeps them in order).
         var awaitingCommit = new Queue<PendingRead>();
+        void OnReply(RespValue reply)
+        {
+            Batch batch = link.Acknowledged();
+            if (reply.IsError || reply.Kind != RespKind.Integer || reply.Integer != batch.LastSeq)
+            {
+                Complete(batch.Reads, TryAgain($"the backup refused: {reply.Text}"));
+                throw new ReplicationRefusedException(reply);
+            }
+            Interlocked.Add(ref _backlogBytes, -batch.Bytes);
+            _replica.OnBackupAcknowledged(this, batch.LastSeq);
+            foreach (PendingRead read in batch.Reads) awaitingCommit.Enqueue(read);
+            while (awaitingCommit.TryPeek(out PendingRead read) && read.ReadIndex <= batch.LastSeq)
+                awaitingCommit.Dequeue().Done.TrySetResult(null);
+        }
         try
         {
-            await foreach (Batch batch in batches.ReadAllAsync(ct))
-            {
-                RespValue reply;
-                try
-                {
-                    reply = await Deadline(batch.Reply, ct);
-                }
-                catch
-                {
-                    Complete(batch.Reads, TryAgain("the backup link failed"));
-                    throw;
-                }
-                if (reply.IsError || reply.Kind != RespKind.Integer || reply.Integer != batch.LastSeq)
-                {
-                    Complete(batch.Reads, TryAgain($"the backup refused: {reply.Text}"));
-                    throw new ReplicationRefusedException(reply);
-                }
-                Interlocked.Add(ref _backlogBytes, -batch.Bytes);
-                _replica.OnBackupAcknowledged(this, batch.LastSeq);
-                foreach (PendingRead read in batch.Reads) awaitingCommit.Enqueue(read);
-                while (awaitingCommit.TryPeek(out PendingRead read) && read.ReadIndex <= batch.LastSeq)
-                    awaitingCommit.Dequeue().Done.TrySetResult(null);
-            }
+            await link.Stream.ReadRepliesAsync(OnReply, () => _ = PumpAsync(link), link.Attempt.Token);
+        }
+        catch (Exception e)
+        {
+            link.Fail(e);
+            throw;
         }
         finally
         {
             RespValue failed = TryAgain("the backup link failed before the read's writes were confirmed");
             while (awaitingCommit.TryDequeue(out PendingRead read)) read.Done.TrySetResult(failed);
+        }
+    }
+
+    /// <summary>One attempt's stream of batches: what was sent and is not yet acknowledged, and who is sending.</summary>
+    private sealed class Link(RespStream stream, string session, long lastSent, CancellationTokenSource attempt)
+    {
+        private readonly Queue<Batch> _inFlight = new();
+        private Exception? _failure;
+
+        public RespStream Stream { get; } = stream;
+        public string Session { get; } = session;
+        public CancellationTokenSource Attempt { get; } = attempt;
+
+        /// <summary>The last write sent (only the pump holding <see cref="Pumping"/> changes it).</summary>
+        public long LastSent = lastSent;
+
+        /// <summary>1 while a pump sends.</summary>
+        public int Pumping;
+
+        /// <summary>What failed the link, if it failed.</summary>
+        public Exception? Failure => Volatile.Read(ref _failure);
+
+        public int InFlightCount { get { lock (_inFlight) return _inFlight.Count; } }
+
+        public void Sent(Batch batch)
+        {
+            lock (_inFlight) _inFlight.Enqueue(batch);
+        }
+
+        /// <summary>The oldest batch in flight, which the reply just read acknowledges.</summary>
+        public Batch Acknowledged()
+        {
+            lock (_inFlight)
+            {
+                return _inFlight.TryDequeue(out Batch batch) ? batch : throw new RespProtocolException("a reply without a batch");
+            }
+        }
+
+        public List<Batch> DrainInFlight()
+        {
+            lock (_inFlight)
+            {
+                var all = _inFlight.ToList();
+                _inFlight.Clear();
+                return all;
+            }
+        }
+
+        /// <summary>Fails the link when the oldest batch in flight has waited longer than <paramref name="timeout"/>.</summary>
+        public void CheckDeadline(TimeProvider time, TimeSpan timeout, string backup)
+        {
+            long sentAt;
+            lock (_inFlight)
+            {
+                if (!_inFlight.TryPeek(out Batch oldest)) return;
+                sentAt = oldest.SentAt;
+            }
+            if (time.GetElapsedTime(sentAt) >= timeout)
+                throw new TimeoutException($"the backup {backup} did not answer within {timeout.TotalMilliseconds:0} ms");
+        }
+
+        public void Fail(Exception e)
+        {
+            Interlocked.CompareExchange(ref _failure, e, null);
+            try { Attempt.Cancel(); } catch (ObjectDisposedException) { }
         }
     }
 
@@ -478,7 +574,6 @@ internal sealed class Replicator
 
     private static RespValue TryAgain(string why) => RespValue.Error($"{ErrorCodes.TryAgain} {why}");
 
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
 
 /// <summary>The backup answered a replication message with an error (or an unexpected reply).</summary>

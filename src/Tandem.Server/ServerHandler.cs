@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Tandem.Net;
 using Tandem.Protocol;
@@ -6,13 +5,46 @@ using Tandem.Storage;
 
 namespace Tandem.Server;
 
-/// <summary>Dispatches the RESP commands a server accepts: client commands, exactly-once writes, replication.</summary>
-internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> replica) : RespConnectionHandler
+/// <summary>
+/// The commands a server answers: client commands, exactly-once writes and replication, in one table. Writes and
+/// reads are decided at once, in the order they arrive; their replies are held by the connection's
+/// <see cref="ReplyGate"/> until the backup has the batch (group commit).
+/// </summary>
+internal sealed class ServerHandler : RespConnectionHandler
 {
-    private readonly RespLimits _limits = options.RespLimits;
+    private static readonly RespValue Starting = RespValue.Error($"{ErrorCodes.TryAgain} server is starting");
 
-    /// <summary>A reply that stands for "no reply": the connection is closed instead (fault injection).</summary>
-    private static readonly RespValue Dropped = RespValue.Error("DROPPED");
+    private readonly ServerNodeOptions _options;
+    private readonly Func<Replica?> _replica;
+    private readonly RespLimits _limits;
+
+    /// <summary>The writes a client may send plainly or inside <c>XREQ</c>, by name.</summary>
+    private readonly CommandTable<(OpCode Code, bool HasValue)> _writes = new CommandTable<(OpCode, bool)>()
+        .Add(Commands.Set, 3, CommandFlags.Write, (OpCode.Set, true))
+        .Add(Commands.PutHash, 3, CommandFlags.Write, (OpCode.PutHash, true))
+        .Add(Commands.Append, 3, CommandFlags.Write, (OpCode.Append, true))
+        .Add(Commands.Del, 2, CommandFlags.Write, (OpCode.Delete, false));
+
+    public ServerHandler(ServerNodeOptions options, Func<Replica?> replica)
+    {
+        _options = options;
+        _replica = replica;
+        _limits = options.RespLimits;
+        foreach (CommandSpec<(OpCode Code, bool HasValue)> write in _writes.All)
+            Table.Add(write.Name, write.Arity, write.Flags, (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0));
+        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, Get);
+        Table.Add(Commands.ExactlyOnce, -5, CommandFlags.Write, ExactlyOnce);
+        Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) => _replica() is { } r ? Hold(conn, r, r.Write(new Operation(OpCode.Register, [], []))) : Done(Starting));
+        Table.Add(Commands.ReplSnapshot, -5, CommandFlags.Internal, Replicate);
+        Table.Add(Commands.ReplApply, -5, CommandFlags.Internal, Replicate);
+        Table.Add("SELECT", 2, CommandFlags.Fast, (cmd, _) =>
+            Done(cmd.Text(1) == "0" ? RespValue.Ok : RespValue.Error($"{ErrorCodes.Err} DB index is out of range")));
+        Table.Add("CLIENT", -2, CommandFlags.Fast, (_, _) => Done(RespValue.Ok));
+        Table.Add("CONFIG", -2, CommandFlags.Fast, (_, _) => Done(RespValue.Array([])));
+        Table.Add("COMMAND", -1, CommandFlags.Fast, (_, _) => Done(RespValue.Array([])));
+        Table.Add("HELLO", -1, CommandFlags.Fast, (_, _) => Done(RespValue.Error("NOPROTO this server speaks RESP2 only")));
+        Table.Add("INFO", -1, CommandFlags.Fast, (_, _) => Done(Info(_replica())));
+    }
 
     /// <summary>Set when the server is killed: from then on nothing is answered.</summary>
     public volatile bool Killed = false;
@@ -20,97 +52,66 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
     protected override RespLimits Limits => _limits;
 
     protected override Delivery Admit(RespCommand command) =>
-        Killed ? Delivery.Drop : options.Faults?.NextDelivery(command) ?? Delivery.Deliver;
+        Killed ? Delivery.Drop : _options.Faults?.NextDelivery(command) ?? Delivery.Deliver;
 
-    protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+    private ValueTask<RespValue?> Get(RespCommand cmd, ConnectionContext conn) =>
+        _replica() is { } r ? Hold(conn, r, r.Read(cmd[1])) : Done(Starting);
+
+    private ValueTask<RespValue?> ExactlyOnce(RespCommand cmd, ConnectionContext conn)
     {
-        RespValue reply = await DispatchAsync(command);
-        return Killed || ReferenceEquals(reply, Dropped) ? null : reply;
+        if (!cmd.TryLong(1, out long client) || client is <= 0 or > DuplicateTable.MaxRequestClientId || !cmd.TryLong(2, out long seq) || seq <= 0
+            || !cmd.TryLong(3, out long acked) || acked < 0 || acked >= seq)
+            return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a client id from 1 to {DuplicateTable.MaxRequestClientId}, a request number > 0 and acked-through below it"));
+        return Write(cmd, conn, 4, client, seq, acked);
     }
 
-    private ValueTask<RespValue> DispatchAsync(RespCommand cmd)
+    /// <summary>A write, plain (<paramref name="at"/> 0) or inside <c>XREQ</c> (the write's name at <paramref name="at"/>).</summary>
+    private ValueTask<RespValue?> Write(RespCommand cmd, ConnectionContext conn, int at, long client, long seq, long acked)
     {
-        Replica? r = replica();
-        string name = cmd.Name;
-        switch (name)
-        {
-            case "PING":
-                return Done(cmd.Count switch { 1 => RespValue.Simple("PONG"), 2 => RespValue.Bulk(cmd[1]), _ => Arity(name) });
-            case "ECHO":
-                return Done(cmd.Count == 2 ? RespValue.Bulk(cmd[1]) : Arity(name));
-            case "QUIT":
-                return Done(RespValue.Ok);
-            case "SELECT":
-                return Done(cmd.Count == 2 && cmd.Text(1) == "0" ? RespValue.Ok : RespValue.Error($"{ErrorCodes.Err} only database 0 exists"));
-            case "CLIENT":
-                return Done(RespValue.Ok);
-            case "CONFIG":
-            case "COMMAND":
-                return Done(RespValue.Array([]));
-            case "HELLO":
-                return Done(RespValue.Error("NOPROTO this server speaks RESP2 only"));
-            case "INFO":
-                return Done(Info(r));
-        }
-        if (r is null) return Done(RespValue.Error($"{ErrorCodes.TryAgain} server is starting"));
-        switch (name)
-        {
-            case Commands.Get:
-                if (cmd.Count != 2) return Done(Arity(name));
-                return r.ReadAsync(cmd[1]);
-            case Commands.Set:
-            case Commands.PutHash:
-            case Commands.Append:
-            case Commands.Del:
-                return Write(r, cmd, 0, 0, 0, 0);
-            case Commands.ExactlyOnce:
-                if (cmd.Count < 5) return Done(Arity(name));
-                if (!cmd.TryLong(1, out long client) || client is <= 0 or > DuplicateTable.MaxRequestClientId || !cmd.TryLong(2, out long seq) || seq <= 0
-                    || !cmd.TryLong(3, out long acked) || acked < 0 || acked >= seq)
-                    return Done(RespValue.Error($"{ErrorCodes.Err} XREQ needs a client id from 1 to {DuplicateTable.MaxRequestClientId}, a request number > 0 and acked-through below it"));
-                return Write(r, cmd, 4, client, seq, acked);
-            case Commands.Register:
-                return cmd.Count == 1 ? r.WriteAsync(new Operation(OpCode.Register, [], [])) : Done(Arity(name));
-            case Commands.ReplSnapshot:
-            case Commands.ReplApply:
-                return options.Faults is null ? Done(r.HandleReplication(cmd)) : ReplicateWithFaultsAsync(r, cmd);
-            default:
-                return Done(RespValue.Error($"{ErrorCodes.Err} unknown command '{Truncate(name)}'"));
-        }
-    }
-
-    private async ValueTask<RespValue> ReplicateWithFaultsAsync(Replica r, RespCommand cmd)
-    {
-        // A dropped message is lost unanswered, and the connection with it.
-        return await options.Faults!.PassAsync(FaultPoint.BackupReceive, CancellationToken.None) ? Dropped : r.HandleReplication(cmd);
-    }
-
-    private ValueTask<RespValue> Write(Replica r, RespCommand cmd, int at, long client, long seq, long acked)
-    {
-        string name = Encoding.ASCII.GetString(cmd[at]).ToUpperInvariant();
+        if (!_writes.TryFind(cmd[at], out CommandSpec<(OpCode Code, bool HasValue)>? write))
+            return Done(RespValue.Error($"{ErrorCodes.Err} '{Truncate(cmd.Text(at))}' is not a write Tandem can run exactly once"));
         int args = cmd.Count - at;
-        (OpCode code, int arity) = name switch
+        if (!write.AcceptsCount(args))
         {
-            Commands.Set => (OpCode.Set, 3),
-            Commands.PutHash => (OpCode.PutHash, 3),
-            Commands.Append => (OpCode.Append, 3),
-            Commands.Del => (OpCode.Delete, 2),
-            _ => ((OpCode)0, 0),
-        };
-        if (arity == 0) return Done(RespValue.Error($"{ErrorCodes.Err} '{Truncate(name)}' is not a write Tandem can run exactly once"));
-        if (args != arity)
-        {
-            return Done(name == Commands.Set && args > 3
+            return Done(write.Name == Commands.Set && args > 3
                 ? RespValue.Error($"{ErrorCodes.Err} SET options are not supported")
-                : Arity(name));
+                : CommandErrors.WrongArity(write.LowerName));
         }
         byte[] key = cmd[at + 1];
-        byte[] value = arity == 3 ? cmd[at + 2] : [];
-        if (key.Length > options.MaxKeyBytes)
-            return Done(RespValue.Error($"{ErrorCodes.Err} key is {key.Length} bytes; the limit is {options.MaxKeyBytes}"));
-        if (value.Length > options.MaxValueBytes)
-            return Done(RespValue.Error($"{ErrorCodes.Err} value is {value.Length} bytes; the limit is {options.MaxValueBytes}"));
-        return r.WriteAsync(new Operation(code, key, value, client, seq, acked));
+        byte[] value = write.Handler.HasValue ? cmd[at + 2] : [];
+        if (key.Length > _options.MaxKeyBytes)
+            return Done(RespValue.Error($"{ErrorCodes.Err} key is {key.Length} bytes; the limit is {_options.MaxKeyBytes}"));
+        if (value.Length > _options.MaxValueBytes)
+            return Done(RespValue.Error($"{ErrorCodes.Err} value is {value.Length} bytes; the limit is {_options.MaxValueBytes}"));
+        if (_replica() is not { } r) return Done(Starting);
+        return Hold(conn, r, r.Write(new Operation(write.Handler.Code, key, value, client, seq, acked)));
+    }
+
+    /// <summary>Hands a reply decided on <paramref name="r"/> to the connection's gate, unless it may go out now.</summary>
+    private ValueTask<RespValue?> Hold(ConnectionContext conn, Replica r, in Held held)
+    {
+        if (held.IsFinal) return Done(held.Reply);
+        ReplyGate? gate = conn.Features.Get<ReplyGate>();
+        if (gate is null || gate.Replica != r)
+        {
+            gate = new ReplyGate(r, () => Killed);
+            conn.Features.Set(gate);
+        }
+        return gate.Hold(held);
+    }
+
+    private ValueTask<RespValue?> Replicate(RespCommand cmd, ConnectionContext conn)
+    {
+        Replica? r = _replica();
+        if (r is null) return Done(Starting);
+        return _options.Faults is null ? Done(r.HandleReplication(cmd)) : ReplicateWithFaultsAsync(r, cmd);
+    }
+
+    private async ValueTask<RespValue?> ReplicateWithFaultsAsync(Replica r, RespCommand cmd)
+    {
+        // A dropped message is lost unanswered, and the connection with it.
+        if (await _options.Faults!.PassAsync(FaultPoint.BackupReceive, CancellationToken.None)) return null;
+        return Killed ? null : r.HandleReplication(cmd);
     }
 
     private static RespValue Info(Replica? r)
@@ -123,9 +124,7 @@ internal sealed class ServerHandler(ServerNodeOptions options, Func<Replica?> re
                               $"tandem_last_applied:{r.LastApplied}\r\n{r.SessionInfo()}");
     }
 
-    private static RespValue Arity(string name) => RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{Truncate(name)}'");
-
     private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "...";
 
-    private static ValueTask<RespValue> Done(RespValue v) => new(v);
+    private ValueTask<RespValue?> Done(RespValue v) => new(Killed ? null : v);
 }

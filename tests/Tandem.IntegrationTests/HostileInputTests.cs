@@ -420,7 +420,7 @@ public class HostileInputTests
 
         public int Commands => Volatile.Read(ref _commands);
 
-        protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+        protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection)
         {
             Interlocked.Increment(ref _commands);
             switch (command.Name)

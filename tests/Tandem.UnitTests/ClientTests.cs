@@ -436,7 +436,7 @@ public class ClientRetryTests
         public volatile bool Down;
         public int ViewRequests => Volatile.Read(ref _viewRequests);
 
-        protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+        protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection)
         {
             if (Down) return new((RespValue?)null);
             if (command.Name != Commands.VsView) return new(RespValue.Error("ERR unknown command"));
@@ -465,7 +465,7 @@ public class ClientRetryTests
             return base.OnConnectedAsync(connection);
         }
 
-        protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, ConnectionContext connection)
+        protected override async ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection)
         {
             string[] args = Enumerable.Range(0, command.Count).Select(command.Text).ToArray();
             if (args is ["XCLIENT"]) return RespValue.Int(Interlocked.Increment(ref _lastId));

@@ -57,10 +57,10 @@ public class CoordinatorNodeTests
             Assert.Equal(1, server.GetProperty("viewNumber").GetInt64());
         }
 
-        Assert.Equal("-ERR unknown command 'NOPE'", (await conn.SendAsync(ct, "NOPE", "x")).ToString());
-        Assert.Equal("-ERR wrong number of arguments for 'VS.PING'", (await conn.SendAsync(ct, Commands.VsPing, "s1:1")).ToString());
-        Assert.Equal("-ERR wrong number of arguments for 'VS.VIEW'", (await conn.SendAsync(ct, Commands.VsView, "x")).ToString());
-        Assert.Equal("-ERR wrong number of arguments for 'VS.STATUS'", (await conn.SendAsync(ct, Commands.VsStatus, "x")).ToString());
+        Assert.Equal("-ERR unknown command 'NOPE', with args beginning with: 'x' ", (await conn.SendAsync(ct, "NOPE", "x")).ToString());
+        Assert.Equal("-ERR wrong number of arguments for 'vs.ping' command", (await conn.SendAsync(ct, Commands.VsPing, "s1:1")).ToString());
+        Assert.Equal("-ERR wrong number of arguments for 'vs.view' command", (await conn.SendAsync(ct, Commands.VsView, "x")).ToString());
+        Assert.Equal("-ERR wrong number of arguments for 'vs.status' command", (await conn.SendAsync(ct, Commands.VsStatus, "x")).ToString());
         foreach (string bad in new[] { "-1", "abc", "1.5", "" })
         {
             RespValue reply = await conn.SendAsync(ct, Commands.VsPing, "s1:1", bad);

@@ -1,0 +1,127 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Text;
+
+namespace Tandem.Protocol;
+
+/// <summary>What a command does, as <c>COMMAND INFO</c> reports it.</summary>
+[Flags]
+public enum CommandFlags
+{
+    /// <summary>Nothing special.</summary>
+    None = 0,
+    /// <summary>Changes the data (replicated).</summary>
+    Write = 1,
+    /// <summary>Reads the data.</summary>
+    ReadOnly = 2,
+    /// <summary>Answered by any node, whatever its role (PING, ECHO...).</summary>
+    Fast = 4,
+    /// <summary>Between nodes (replication, coordinator), not for applications.</summary>
+    Internal = 8,
+    /// <summary>The connection is closed once the reply is written (QUIT).</summary>
+    CloseAfterReply = 16,
+}
+
+/// <summary>One entry of a <see cref="CommandTable{THandler}"/>.</summary>
+public sealed class CommandSpec<THandler>
+{
+    internal CommandSpec(string name, int arity, CommandFlags flags, THandler handler)
+    {
+        Name = name.ToUpperInvariant();
+        LowerName = name.ToLowerInvariant();
+        NameBytes = Encoding.ASCII.GetBytes(Name);
+        Arity = arity;
+        Flags = flags;
+        Handler = handler;
+    }
+
+    /// <summary>The name in upper case.</summary>
+    public string Name { get; }
+
+    /// <summary>The name in lower case, as Redis names commands in replies and errors.</summary>
+    public string LowerName { get; }
+
+    /// <summary>The name's ASCII bytes, upper case.</summary>
+    public byte[] NameBytes { get; }
+
+    /// <summary>Arguments, the name included, as Redis states arity: n &gt; 0 exactly n, n &lt; 0 at least -n.</summary>
+    public int Arity { get; }
+
+    /// <summary>What the command does.</summary>
+    public CommandFlags Flags { get; }
+
+    /// <summary>What runs it.</summary>
+    public THandler Handler { get; }
+
+    /// <summary>True when <paramref name="count"/> arguments (the name included) fit the arity.</summary>
+    public bool AcceptsCount(int count) => Arity >= 0 ? count == Arity : count >= -Arity;
+}
+
+/// <summary>
+/// Commands by name: the one place a node looks a command up, with its arity and flags. Lookup takes the name's
+/// bytes as they arrived, in any case, and allocates nothing.
+/// </summary>
+public sealed class CommandTable<THandler>
+{
+    private const int MaxNameLength = 64;
+    private readonly Dictionary<int, CommandSpec<THandler>[]> _byShape = new();
+    private readonly List<CommandSpec<THandler>> _all = new();
+
+    /// <summary>Every command, in the order added.</summary>
+    public IReadOnlyList<CommandSpec<THandler>> All => _all;
+
+    /// <summary>Adds (or, by the same name, replaces) a command.</summary>
+    public CommandTable<THandler> Add(string name, int arity, CommandFlags flags, THandler handler)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (name.Length > MaxNameLength || !Ascii.IsValid(name)) throw new ArgumentException("command names are short ASCII words", nameof(name));
+        var spec = new CommandSpec<THandler>(name, arity, flags, handler);
+        _all.RemoveAll(s => s.Name == spec.Name);
+        _all.Add(spec);
+        int shape = Shape(spec.NameBytes);
+        _byShape.TryGetValue(shape, out CommandSpec<THandler>[]? same);
+        _byShape[shape] = [.. (same ?? []).Where(s => s.Name != spec.Name), spec];
+        return this;
+    }
+
+    /// <summary>Finds the command named <paramref name="name"/> (ASCII, any case).</summary>
+    public bool TryFind(ReadOnlySpan<byte> name, [NotNullWhen(true)] out CommandSpec<THandler>? spec)
+    {
+        spec = null;
+        if (name.Length == 0 || name.Length > MaxNameLength || !_byShape.TryGetValue(Shape(name), out CommandSpec<THandler>[]? candidates)) return false;
+        foreach (CommandSpec<THandler> c in candidates)
+        {
+            if (Ascii.EqualsIgnoreCase(c.NameBytes, name))
+            {
+                spec = c;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static int Shape(ReadOnlySpan<byte> name) => (name.Length << 8) | (name[0] & 0xDF);
+}
+
+/// <summary>Redis's replies to a command that cannot run, word for word.</summary>
+public static class CommandErrors
+{
+    private const int MaxEchoed = 128;
+
+    /// <summary><c>ERR unknown command 'x', with args beginning with: 'a' 'b' </c></summary>
+    public static RespValue Unknown(RespCommand command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var text = new StringBuilder($"{ErrorCodes.Err} unknown command '{Echo(command.Args[0])}', with args beginning with: ");
+        for (int i = 1; i < command.Count && text.Length < 512; i++) text.Append('\'').Append(Echo(command.Args[i])).Append("' ");
+        return RespValue.Error(text.ToString());
+    }
+
+    /// <summary><c>ERR wrong number of arguments for 'get' command</c></summary>
+    public static RespValue WrongArity(string lowerName) => RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{lowerName}' command");
+
+    private static string Echo(byte[] arg)
+    {
+        string s = Encoding.UTF8.GetString(arg, 0, Math.Min(arg.Length, MaxEchoed));
+        return s.Replace('\r', ' ').Replace('\n', ' ');
+    }
+}
