@@ -78,6 +78,12 @@ public sealed partial class Replica : IDisposable
     /// <summary>The newest write known to be on the backup of this primary's view (for status and tests).</summary>
     public long CommitIndex { get { lock (_lock) return _commitIndex; } }
 
+    /// <summary>
+    /// The newest write whose reply may go out: on the backup, with this primary's view acknowledged; 0 when
+    /// none may (not the serving primary, or the view not acknowledged yet).
+    /// </summary>
+    public long CommittedThrough { get { lock (_lock) return ServingPrimary && _viewAcked ? _commitIndex : 0; } }
+
     /// <summary>Sequence number of the last applied write (for status and tests).</summary>
     public long LastApplied { get { lock (_lock) return _state.LastApplied; } }
 

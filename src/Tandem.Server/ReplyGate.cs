@@ -6,18 +6,19 @@ namespace Tandem.Server;
 /// <summary>
 /// The replies of one client connection's batch (the commands of one read) that wait for the backup: group
 /// commit. Each held write or read gets a <see cref="ValueTask{TResult}"/> backed by this gate (no allocation
-/// per command); when the read loop first awaits one, every command of the batch has run, and the gate asks the
-/// replica once for the whole batch (<see cref="Replica.WaitAsync"/>): one commit wait and one read
-/// confirmation, however many commands the client pipelined.
+/// per command). When the read loop first awaits one, every command of the batch has run: the gate then asks
+/// the replica for one read confirmation for all the batch's reads, and waits for the commit of the write it is
+/// awaited for; the writes after it are usually committed by then (they were forwarded together), so a batch
+/// costs one wait however many commands the client pipelined.
 /// </summary>
 /// <remarks>
 /// The read loop awaits the batch's replies in order, one at a time, and starts the next batch only after it
-/// has taken every reply of this one; so one continuation at most is registered, and the gate can be reused
-/// for the next batch (a new version keeps a stale token from reading a new result).
+/// has taken every reply of this one; so one continuation at most is registered, and the gate is reused for the
+/// next batch (a version in the token catches a reply taken from the wrong batch).
 /// </remarks>
 internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTaskSource<RespValue?>
 {
-    // A ValueTask's token is 16 bits: the reply's index in the batch, and the batch's version to catch misuse.
+    // A ValueTask's token is 16 bits: the reply's index in the batch, and the batch's version.
     private const int IndexBits = 10;
     private const int MaxHeld = 1 << IndexBits;
     private const int IndexMask = MaxHeld - 1;
@@ -25,108 +26,151 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
     private readonly object _lock = new();
     private readonly List<Held> _held = [];
     private short _version;
-    private long _commitSeq;
+    private bool _started;
     private bool _confirm;
-    private bool _waiting;
-    private bool _done;
-    private BatchOutcome _outcome;
+    private long _committed;
+    private bool _writeWaiting;
+    private RespValue? _writeError;
+    private bool _confirmed;
+    private RespValue? _readError;
+    private int _awaited = -1;
     private Action<object?>? _continuation;
     private object? _continuationState;
 
     /// <summary>Replica this gate was made for (a server restarted in place gets a new replica and a new gate).</summary>
     public Replica Replica => replica;
 
-    /// <summary>Holds <paramref name="held"/> until the batch is committed and confirmed.</summary>
+    /// <summary>Holds <paramref name="held"/> until its write is committed and, for a read, the batch's reads confirmed.</summary>
     public ValueTask<RespValue?> Hold(in Held held)
     {
         lock (_lock)
         {
-            if (_done) Reset();
+            if (_started) Reset(); // the previous batch's replies were all taken (see remarks)
             if (_held.Count >= MaxHeld) throw new InvalidOperationException($"more than {MaxHeld} replies held in one batch");
             _held.Add(held);
-            _commitSeq = Math.Max(_commitSeq, held.CommitSeq);
             _confirm |= held.Confirm;
-            return new ValueTask<RespValue?>(this, Token(_held.Count - 1));
+            return new ValueTask<RespValue?>(this, (short)((_version << IndexBits) | (_held.Count - 1)));
         }
     }
 
     private void Reset()
     {
-        // Only called once every reply of the previous batch was taken (see remarks).
         _held.Clear();
         _version = (short)((_version + 1) & (short.MaxValue >> IndexBits));
-        _commitSeq = 0;
+        _started = false;
         _confirm = false;
-        _waiting = false;
-        _done = false;
-        _outcome = default;
+        _committed = 0;
+        _writeWaiting = false;
+        _writeError = null;
+        _confirmed = false;
+        _readError = null;
+        _awaited = -1;
         _continuation = null;
         _continuationState = null;
     }
 
-    public ValueTaskSourceStatus GetStatus(short token) => Wait() ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+    public ValueTaskSourceStatus GetStatus(short token)
+    {
+        lock (_lock) return Ready(Index(token)) ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+    }
 
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
     {
-        bool runNow;
         lock (_lock)
         {
-            runNow = _done;
-            if (!runNow)
+            int index = Index(token);
+            if (!Ready(index))
             {
+                _awaited = index;
                 _continuation = continuation;
                 _continuationState = state;
+                return;
             }
         }
-        if (runNow) ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: true);
+        ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: true);
     }
 
     public RespValue? GetResult(short token)
     {
         lock (_lock)
         {
-            if (!_done || token >> IndexBits != _version) throw new InvalidOperationException("a reply of another batch, or one not ready");
-            Held held = _held[token & IndexMask];
+            int index = Index(token);
+            if (!Ready(index)) throw new InvalidOperationException("a held reply taken before it was ready");
             if (killed()) return null;
-            return (held.CommitSeq > 0 ? _outcome.WriteError : _outcome.ReadError) ?? held.Reply;
+            Held held = _held[index];
+            if (held.CommitSeq > _committed) return _writeError; // Ready: the wait for it failed
+            return held.Confirm && _readError is not null ? _readError : held.Reply;
         }
     }
 
-    private short Token(int index) => (short)((_version << IndexBits) | index);
-
-    /// <summary>Starts the batch's wait if it has not started; true when it is over.</summary>
-    private bool Wait()
+    private int Index(short token)
     {
-        ValueTask<BatchOutcome> wait;
-        lock (_lock)
-        {
-            if (_done) return true;
-            if (_waiting) return false;
-            _waiting = true;
-            wait = replica.WaitAsync(_commitSeq, _confirm);
-        }
-        if (wait.IsCompleted)
-        {
-            Finish(wait.Result);
-            return true;
-        }
-        _ = FinishWhenDoneAsync(wait);
-        lock (_lock) return _done;
+        if (token >> IndexBits != _version) throw new InvalidOperationException("a reply of another batch");
+        return token & IndexMask;
     }
 
-    private async Task FinishWhenDoneAsync(ValueTask<BatchOutcome> wait) => Finish(await wait);
-
-    private void Finish(BatchOutcome outcome)
+    /// <summary>
+    /// Whether reply <paramref name="index"/> may be taken; if not, starts what it waits for. Called under the lock;
+    /// the waits it starts complete through <see cref="Finish"/>.
+    /// </summary>
+    private bool Ready(int index)
     {
-        Action<object?>? continuation;
-        object? state;
+        if (!_started)
+        {
+            // Every command of the batch has run: one confirmation, asked now, serves all its reads.
+            _started = true;
+            if (_confirm) _ = WaitAsync(0, confirm: true);
+        }
+        Held held = _held[index];
+        bool written = held.CommitSeq <= _committed || _writeError is not null;
+        if (!written && !_writeWaiting)
+        {
+            _writeWaiting = true;
+            _ = WaitAsync(held.CommitSeq, confirm: false);
+        }
+        return written && (!held.Confirm || _confirmed);
+    }
+
+    private async Task WaitAsync(long commitSeq, bool confirm)
+    {
+        BatchOutcome outcome;
+        try
+        {
+            outcome = await replica.WaitAsync(commitSeq, confirm).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            RespValue failed = RespValue.Error($"{ErrorCodes.TryAgain} {e.Message}");
+            outcome = new BatchOutcome(failed, failed);
+        }
+        Finish(commitSeq, confirm, outcome);
+    }
+
+    private void Finish(long commitSeq, bool confirm, BatchOutcome outcome)
+    {
+        Action<object?>? continuation = null;
+        object? state = null;
         lock (_lock)
         {
-            _outcome = outcome;
-            _done = true;
-            continuation = _continuation;
-            state = _continuationState;
-            _continuation = null;
+            if (confirm)
+            {
+                _confirmed = true;
+                _readError = outcome.ReadError;
+            }
+            else
+            {
+                _writeWaiting = false;
+                // Writes up to the commit index are committed whatever became of this one.
+                _committed = Math.Max(_committed, outcome.WriteError is null ? Math.Max(commitSeq, replica.CommittedThrough) : replica.CommittedThrough);
+                _writeError ??= outcome.WriteError;
+            }
+            if (_continuation is not null && Ready(_awaited))
+            {
+                continuation = _continuation;
+                state = _continuationState;
+                _continuation = null;
+                _continuationState = null;
+            }
         }
         continuation?.Invoke(state);
     }

@@ -272,7 +272,15 @@ public static class DispatchFuzzer
                         else
                         {
                             Interlocked.Increment(ref report.ValidBatches);
-                            if (!await ReadRepliesAsync(socket, replies, k, untilClose: false, cts.Token) || replies.Count < k)
+                            // QUIT is answered, then the connection closes: nothing after it runs.
+                            int quit = frames.FindIndex(IsQuit);
+                            int expected = quit < 0 ? k : quit + 1;
+                            if (quit >= 0)
+                            {
+                                if (!await ReadRepliesAsync(socket, replies, 0, untilClose: true, cts.Token) || replies.Count != expected)
+                                    report.Findings.Enqueue($"{what}: {replies.Count} replies up to QUIT, {expected} expected");
+                            }
+                            else if (!await ReadRepliesAsync(socket, replies, k, untilClose: false, cts.Token) || replies.Count < expected)
                                 report.Findings.Enqueue($"{what}: the connection closed after {replies.Count} of {k} replies; " +
                                                         $"commands around there: {string.Join(" | ", frames.Take(replies.Count + 1).Skip(Math.Max(0, replies.Count - 1)).Select(f => Show(f)))}" +
                                                         (replies.Count > 0 ? $"; last reply {replies[^1]}" : ""));
@@ -305,7 +313,7 @@ public static class DispatchFuzzer
                         if (kind.Length > 16 || !kind.All(c => char.IsAsciiLetter(c) || "+-.".Contains(c))) kind = "other";
                         report.ReplyKinds.AddOrUpdate(kind, 1, (_, n) => n + 1);
                     }
-                    if (corrupt || replies.Count < k)
+                    if (corrupt || replies.Count < k || frames.Exists(IsQuit))
                     {
                         socket.Dispose();
                         socket = null;
@@ -315,6 +323,20 @@ public static class DispatchFuzzer
             finally
             {
                 socket?.Dispose();
+            }
+        }
+
+        private static bool IsQuit(byte[] frame)
+        {
+            var buffer = new System.Buffers.ReadOnlySequence<byte>(frame);
+            try
+            {
+                return RespReader.TryReadCommand(ref buffer, RespLimits.Default, out RespCommand? command)
+                       && command!.Count > 0 && command.Text(0).Equals("QUIT", StringComparison.OrdinalIgnoreCase);
+            }
+            catch (RespProtocolException)
+            {
+                return false;
             }
         }
 
