@@ -317,11 +317,11 @@ public abstract class RespConnectionHandler : ConnectionHandler
         {
             switch (reply.Kind)
             {
-                case RespKind.BulkString when reply.Bytes is { Length: > OutputChunkBytes } bytes:
+                case RespKind.BulkString when reply.Payload is { Length: > OutputChunkBytes } bytes:
                     RespWriter.WriteBulkHeader(this, bytes.Length);
                     for (int at = 0; at < bytes.Length; at += OutputChunkBytes)
                     {
-                        this.Write(bytes.AsSpan(at, Math.Min(OutputChunkBytes, bytes.Length - at)));
+                        this.Write(bytes.Span.Slice(at, Math.Min(OutputChunkBytes, bytes.Length - at)));
                         if (_unflushed >= OutputChunkBytes && !await FlushAsync()) return false;
                     }
                     this.Write("\r\n"u8);

@@ -20,19 +20,36 @@ public enum RespKind
 /// <summary>A parsed RESP2 value (a reply, as a client sees it).</summary>
 public sealed class RespValue
 {
+    private readonly byte[]? _bytes;
+    private readonly ReadOnlyMemory<byte> _slice;
+    private readonly bool _isSlice;
+
     private RespValue(RespKind kind, byte[]? bytes, long integer, RespValue[]? items)
     {
         Kind = kind;
-        Bytes = bytes;
+        _bytes = bytes;
         Integer = integer;
         Items = items;
+    }
+
+    private RespValue(ReadOnlyMemory<byte> slice)
+    {
+        Kind = RespKind.BulkString;
+        _slice = slice;
+        _isSlice = true;
     }
 
     /// <summary>Which RESP type this is.</summary>
     public RespKind Kind { get; }
 
-    /// <summary>Payload of a simple string, error or bulk string; null for a null bulk string.</summary>
-    public byte[]? Bytes { get; }
+    /// <summary>
+    /// Payload of a simple string, error or bulk string; null for a null bulk string. A bulk string made from a
+    /// slice (<see cref="Bulk(ReadOnlyMemory{byte})"/>) is copied on each call: writers use <see cref="Payload"/>.
+    /// </summary>
+    public byte[]? Bytes => _isSlice ? _slice.ToArray() : _bytes;
+
+    /// <summary>The payload without a copy (empty for null).</summary>
+    public ReadOnlyMemory<byte> Payload => _isSlice ? _slice : _bytes;
 
     /// <summary>Value of an integer reply.</summary>
     public long Integer { get; }
@@ -41,14 +58,14 @@ public sealed class RespValue
     public RespValue[]? Items { get; }
 
     /// <summary>True for the null bulk string and the null array.</summary>
-    public bool IsNull => Kind is RespKind.BulkString or RespKind.Array && Bytes is null && Items is null;
+    public bool IsNull => Kind is RespKind.BulkString or RespKind.Array && _bytes is null && !_isSlice && Items is null;
 
     /// <summary>True for an error reply.</summary>
     public bool IsError => Kind == RespKind.Error;
 
     /// <summary>The payload as UTF-8 text (empty for null); integers in decimal.</summary>
     public string Text => Kind == RespKind.Integer ? Integer.ToString(System.Globalization.CultureInfo.InvariantCulture)
-        : Bytes is null ? "" : Encoding.UTF8.GetString(Bytes);
+        : IsNull ? "" : Encoding.UTF8.GetString(Payload.Span);
 
     /// <summary>For an error reply, its first word (for example <c>NOTPRIMARY</c>).</summary>
     public string ErrorCode
@@ -72,6 +89,9 @@ public sealed class RespValue
 
     /// <summary>A bulk string (null gives the null bulk string).</summary>
     public static RespValue Bulk(byte[]? b) => new(RespKind.BulkString, b, 0, null);
+
+    /// <summary>A bulk string over <paramref name="bytes"/>, not copied: the caller never changes them.</summary>
+    public static RespValue Bulk(ReadOnlyMemory<byte> bytes) => new(bytes);
 
     /// <summary>A bulk string from UTF-8 text.</summary>
     public static RespValue Bulk(string s) => Bulk(Encoding.UTF8.GetBytes(s));

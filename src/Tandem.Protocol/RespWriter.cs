@@ -73,11 +73,16 @@ public static class RespWriter
     {
         switch (v.Kind)
         {
-            case RespKind.SimpleString: WriteSimple(w, v.Text); break;
+            case RespKind.SimpleString:
+                // Constant replies (+OK, +PONG) are written from their bytes, never re-encoded.
+                WriteByte(w, (byte)'+');
+                w.Write(v.Payload.Span);
+                WriteCrlf(w);
+                break;
             case RespKind.Error: WriteError(w, v.Text); break;
             case RespKind.Integer: WriteInteger(w, v.Integer); break;
             case RespKind.BulkString:
-                if (v.Bytes is null) WriteNull(w); else WriteBulk(w, v.Bytes);
+                if (v.IsNull) WriteNull(w); else WriteBulk(w, v.Payload.Span);
                 break;
             default:
                 if (v.Items is null) { w.Write("*-1\r\n"u8); break; }

@@ -15,7 +15,7 @@ public sealed partial class Replica
     {
         public string Session { get; } = session;
         public long LastApplied { get; } = lastApplied;
-        public List<KeyValuePair<byte[], byte[]>> Entries { get; } = new();
+        public List<byte[]> Entries { get; } = new();
         public DuplicateTable Duplicates { get; } = new(options);
     }
 
@@ -71,7 +71,16 @@ public sealed partial class Replica
         switch (part)
         {
             case "DATA":
-                for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Entries.Add(new(cmd[i], cmd[i + 1]));
+                // key value [key value]...
+                for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Entries.Add(KeyValueStore.MakeEntry(cmd[i], cmd[i + 1]));
+                return RespValue.Ok;
+            case "ENTRIES":
+                // The primary's store entries as they are laid out in memory: each argument becomes an entry here.
+                for (int i = 5; i < cmd.Count; i++)
+                {
+                    if (!KeyValueStore.IsEntry(cmd[i])) throw new FormatException($"argument {i} is not a store entry");
+                    _incoming.Entries.Add(cmd[i]);
+                }
                 return RespValue.Ok;
             case "DUPS":
                 // client acked-through count [request-seq log-seq reply]...

@@ -26,6 +26,8 @@ public sealed partial class Replica : IDisposable
     private bool _viewAcked;
     private TaskCompletionSource<RespValue?> _ackSignal = NewAckSignal();
     private long _commitIndex;
+    private bool _soleCopy;
+    private long _soleThrough;
     private Replicator? _replicator;
     private (long View, string Backup)? _unreachableBackup;
     private bool _disposed;
@@ -108,7 +110,7 @@ public sealed partial class Replica : IDisposable
         {
             if (_view.Primary != Me) return _view.Number;
             if (!_initialized) return 0;
-            bool synced = _view.Backup == "" || _replicator?.SyncedView == _view.Number;
+            bool synced = _view.Backup == "" || _replicator?.SyncedView == _view.Number && _commitIndex >= _soleThrough;
             return synced ? _view.Number : _previousViewNumber;
         }
     }
@@ -160,6 +162,9 @@ public sealed partial class Replica : IDisposable
     private void TakeOnLocked(View next, bool acked, long lastAckedView, ref ViewEffects effects)
     {
         View old = _view;
+        bool oldAcked = _viewAcked;
+        bool wasSole = _soleCopy;
+        _soleCopy = false;
         _previousViewNumber = old.Number;
         _unreachableBackup = null;
         _view = next;
@@ -175,7 +180,11 @@ public sealed partial class Replica : IDisposable
         // The commit index speaks of one primary's history on its backups. A server taking the role afresh
         // may hold another history than the one it last committed in (a fallback can fork histories at an
         // unacknowledged view), so it starts from nothing known to be on a backup.
-        if (!wasPrimary || next.Primary != Me) _commitIndex = 0;
+        if (!wasPrimary || next.Primary != Me)
+        {
+            _commitIndex = 0;
+            _soleThrough = 0;
+        }
         if (next.Primary != Me)
         {
             // The state stays a valid copy of the view it was held in (a fallback may need it); as a backup it
@@ -193,7 +202,12 @@ public sealed partial class Replica : IDisposable
 
         if (wasPrimary)
         {
-            // Still primary; the backup (or at least the view) changed: sync it from a fresh snapshot.
+            // Still primary; the backup (or at least the view) changed: sync it from a fresh snapshot. If the last
+            // view it acknowledged had no backup, it stays the only copy the coordinator could ever turn to until it
+            // acknowledges this view (it is the only server of that view, and a view it has not acknowledged never
+            // changes but for its backup): so it goes on answering on its own during the transfer, as it did alone.
+            _soleCopy = next.Backup != "" && (wasSole || oldAcked && old.Backup == "");
+            if (_soleCopy) _log.LogInformation("{Me}: the only copy while {Backup} syncs: writes are answered during the transfer", Me, next.Backup);
         }
         else if (_initialized && _heldView >= lastAckedView)
         {
@@ -280,7 +294,7 @@ public sealed partial class Replica : IDisposable
                     break;
                 default:
                     // Checked here, in the sequencer, so no concurrent append can slip past the limit.
-                    if (op.Code == OpCode.Append && (long)(_state.Get(op.Key)?.Length ?? 0) + op.Value.Length > _options.MaxValueBytes)
+                    if (op.Code == OpCode.Append && (_state.TryGet(op.Key, out ReadOnlyMemory<byte> current) ? current.Length : 0L) + op.Value.Length > _options.MaxValueBytes)
                         return new Held(RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes"));
                     // A backup that is behind may hold only so much of the primary's memory: refuse, do not grow.
                     if (_replicator is { } link && link.BacklogBytes + Replicator.SizeOf(op) > _options.MaxBacklogBytes)
@@ -290,6 +304,12 @@ public sealed partial class Replica : IDisposable
                     if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted
                     else _replicator.Enqueue(op, seq);
                     break;
+            }
+            if (_soleCopy)
+            {
+                // Answered as the only copy: the view is acknowledged only once the new backup holds this write.
+                _soleThrough = Math.Max(_soleThrough, seq);
+                return new Held(reply);
             }
             return seq <= _commitIndex && _viewAcked ? new Held(reply) : new Held(reply, seq, false);
         }
@@ -306,8 +326,8 @@ public sealed partial class Replica : IDisposable
         lock (_lock)
         {
             if (!ServingPrimary) return new Held(NotPrimaryError());
-            RespValue value = RespValue.Bulk(_state.Get(key));
-            return _replicator is null && _viewAcked ? new Held(value) : new Held(value, 0, true);
+            RespValue value = _state.TryGet(key, out ReadOnlyMemory<byte> bytes) ? RespValue.Bulk(bytes) : RespValue.NullBulk;
+            return _replicator is null && _viewAcked || _soleCopy ? new Held(value) : new Held(value, 0, true);
         }
     }
 
@@ -381,17 +401,27 @@ public sealed partial class Replica : IDisposable
     internal void OnBackupAcknowledged(Replicator from, long seq)
     {
         List<TaskCompletionSource<RespValue?>>? done;
+        bool pingNow;
         lock (_lock)
         {
             if (_replicator != from) return;
+            // The backup now holds every write answered during its transfer: the view may be acknowledged.
+            pingNow = _commitIndex < _soleThrough && seq >= _soleThrough && from.SyncedView == _view.Number;
             done = AdvanceCommitLocked(seq);
         }
         Complete(done, null);
+        if (pingNow) PingRequested?.Invoke();
     }
 
     /// <summary>Called by the replicator once the backup has installed the snapshot: the view can be acknowledged.</summary>
     internal void OnBackupSynced(Replicator from, long seq)
     {
+        lock (_lock)
+        {
+            // From now on a write is answered once the backup has it: it could be promoted as soon as this view is
+            // acknowledged, which it is once the backup holds every write answered during the transfer.
+            if (_replicator == from) _soleCopy = false;
+        }
         OnBackupAcknowledged(from, seq);
         PingRequested?.Invoke();
     }

@@ -23,7 +23,16 @@ internal sealed class Replicator
     /// </summary>
     private const int MaxBatchesInFlight = 2;
     private const int SnapshotChunkEntries = 1024;
-    private const int SnapshotChunkBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Bytes of entries per snapshot chunk, below the large object heap's threshold: a chunk's buffers are
+    /// short-lived small objects, and a transfer causes no full collection of the primary's heap (which the
+    /// large buffers of a 1 MiB chunk did, once per few chunks, at a cost that grew with the store).
+    /// </summary>
+    private const int SnapshotChunkBytes = 60 * 1024;
+
+    /// <summary>Snapshot chunks sent and not yet acknowledged, at most.</summary>
+    private const int SnapshotChunksInFlight = 32;
 
     private readonly Replica _replica;
     private readonly View _view;
@@ -433,12 +442,18 @@ internal sealed class Replicator
     private async Task SendSnapshotAsync(RespClientConnection conn, string session, Snapshot snapshot, CancellationToken ct)
     {
         var pending = new Queue<Task<RespValue>>();
-        async Task Send(List<byte[]> args)
+        async Task SendFrame(byte[] frame)
         {
             if (_faults is not null && pending.Count > 0 && await _faults.PassAsync(FaultPoint.SnapshotChunk, ct))
                 throw new IOException("fault point: snapshot chunk dropped");
-            pending.Enqueue(conn.SendAsync(args, ct));
-            while (pending.Count > 8) Check(await Deadline(pending.Dequeue(), ct));
+            pending.Enqueue(conn.SendFrameAsync(frame, ct));
+            while (pending.Count > SnapshotChunksInFlight) Check(await Deadline(pending.Dequeue(), ct));
+        }
+        Task Send(List<byte[]> args)
+        {
+            var frame = new System.Buffers.ArrayBufferWriter<byte>();
+            RespWriter.WriteCommand(frame, args);
+            return SendFrame(frame.WrittenSpan.ToArray());
         }
         List<byte[]> Header(string part) =>
         [
@@ -450,22 +465,28 @@ internal sealed class Replicator
         begin.Add(Replica.Ascii(snapshot.LastApplied));
         await Send(begin);
 
-        List<byte[]> chunk = Header("DATA");
-        long bytes = 0;
-        foreach ((byte[] key, byte[] value) in snapshot.Entries)
+        // The store's entries go as they are laid out in memory, one argument each: the backup keeps each one it
+        // reads as its own entry, with no copy in between.
+        IReadOnlyList<byte[]> entries = snapshot.Entries;
+        for (int start = 0; start < entries.Count;)
         {
-            chunk.Add(key);
-            chunk.Add(value);
-            bytes += key.Length + value.Length;
-            if ((chunk.Count - 5) / 2 >= SnapshotChunkEntries || bytes >= SnapshotChunkBytes)
-            {
-                await Send(chunk);
-                chunk = Header("DATA");
-                bytes = 0;
-            }
+            int stop = start;
+            long size = 0;
+            while (stop < entries.Count && stop - start < SnapshotChunkEntries && size < SnapshotChunkBytes) size += entries[stop++].Length;
+            var frame = new System.Buffers.ArrayBufferWriter<byte>((int)size + (stop - start) * 16 + 256);
+            RespWriter.WriteArrayHeader(frame, 5 + (stop - start));
+            RespWriter.WriteBulk(frame, "REPL.SNAPSHOT"u8);
+            RespWriter.WriteBulk(frame, _view.Number);
+            RespWriter.WriteBulk(frame, _replica.Me);
+            RespWriter.WriteBulk(frame, session);
+            RespWriter.WriteBulk(frame, "ENTRIES"u8);
+            for (int i = start; i < stop; i++) RespWriter.WriteBulk(frame, entries[i]);
+            await SendFrame(frame.WrittenSpan.ToArray());
+            start = stop;
         }
-        if (chunk.Count > 5) await Send(chunk);
 
+        List<byte[]> chunk;
+        long bytes;
         // Cut by bytes too: one session may hold many saved replies of a whole value each, so a session may
         // span chunks (the backup merges its parts).
         chunk = Header("DUPS");

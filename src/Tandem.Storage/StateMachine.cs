@@ -9,7 +9,7 @@ namespace Tandem.Storage;
 /// </summary>
 public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
 {
-    private Dictionary<byte[], byte[]> _store = new(ByteArrayComparer.Instance);
+    private KeyValueStore _store = new();
     private readonly DuplicateTableOptions? _duplicateOptions = duplicateOptions;
 
     /// <summary>The duplicate table.</summary>
@@ -21,8 +21,11 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
     /// <summary>Number of keys.</summary>
     public int Count => _store.Count;
 
-    /// <summary>The value of <paramref name="key"/>, or null if it is not set.</summary>
-    public byte[]? Get(byte[] key) => _store.GetValueOrDefault(key);
+    /// <summary>A copy of the value of <paramref name="key"/>, or null if it is not set.</summary>
+    public byte[]? Get(byte[] key) => _store.TryGet(key, out ReadOnlyMemory<byte> value) ? value.ToArray() : null;
+
+    /// <summary>The value of <paramref name="key"/>, not copied (it is never changed), or false if it is not set.</summary>
+    public bool TryGet(ReadOnlySpan<byte> key, out ReadOnlyMemory<byte> value) => _store.TryGet(key, out value);
 
     /// <summary>Applies <paramref name="op"/> as write number <paramref name="seq"/>, which must be the next one.</summary>
     public RespValue Apply(in Operation op, long seq)
@@ -39,20 +42,23 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
         switch (op.Code)
         {
             case OpCode.Set:
-                _store[op.Key] = op.Value;
+                _store.Set(op.Key, op.Value);
                 return RespValue.Ok;
             case OpCode.PutHash:
             {
-                byte[] old = _store.GetValueOrDefault(op.Key) ?? [];
-                _store[op.Key] = Fnv1a.PutHashValue(old, op.Value);
+                byte[] old = _store.TryGet(op.Key, out ReadOnlyMemory<byte> current) ? current.ToArray() : [];
+                _store.Set(op.Key, Fnv1a.PutHashValue(old, op.Value));
                 return RespValue.Bulk(old);
             }
             case OpCode.Append:
             {
-                byte[] old = _store.GetValueOrDefault(op.Key) ?? [];
-                byte[] joined = [.. old, .. op.Value];
-                _store[op.Key] = joined;
-                return RespValue.Int(joined.Length);
+                _store.TryGet(op.Key, out ReadOnlyMemory<byte> old);
+                int length = old.Length + op.Value.Length;
+                byte[] joined = GC.AllocateUninitializedArray<byte>(length);
+                old.Span.CopyTo(joined);
+                op.Value.CopyTo(joined.AsSpan(old.Length));
+                _store.Set(op.Key, joined);
+                return RespValue.Int(length);
             }
             case OpCode.Delete:
                 return RespValue.Int(_store.Remove(op.Key) ? 1 : 0);
@@ -67,17 +73,16 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
     }
 
     /// <summary>
-    /// A point-in-time copy at <see cref="LastApplied"/>. Values are immutable arrays, so copying the entries
-    /// (references only) is enough; later writes replace arrays, never change them.
+    /// A point-in-time copy at <see cref="LastApplied"/>. Entries are immutable arrays, so copying the references
+    /// is enough; later writes replace entries, never change them.
     /// </summary>
-    public Snapshot CreateSnapshot() => new(LastApplied, _store.ToArray(), Duplicates.Clone());
+    public Snapshot CreateSnapshot() => new(LastApplied, _store.Entries(), Duplicates.Clone());
 
     /// <summary>Replaces the whole state with <paramref name="snapshot"/>.</summary>
     public void Install(Snapshot snapshot)
     {
-        var store = new Dictionary<byte[], byte[]>(snapshot.Entries.Count, ByteArrayComparer.Instance);
-        foreach ((byte[] k, byte[] v) in snapshot.Entries) store[k] = v;
-        _store = store;
+        ArgumentNullException.ThrowIfNull(snapshot);
+        _store = KeyValueStore.FromEntries(snapshot.Entries);
         Duplicates = snapshot.Duplicates;
         LastApplied = snapshot.LastApplied;
     }
@@ -86,5 +91,8 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
     public void Reset() => Install(new Snapshot(0, [], new DuplicateTable(_duplicateOptions)));
 }
 
-/// <summary>The whole replicated state at one sequence number.</summary>
-public sealed record Snapshot(long LastApplied, IReadOnlyList<KeyValuePair<byte[], byte[]>> Entries, DuplicateTable Duplicates);
+/// <summary>
+/// The whole replicated state at one sequence number: the store's entries (see <see cref="KeyValueStore.KeyOf"/>
+/// and <see cref="KeyValueStore.ValueOf"/>), the duplicate table and the last write's number.
+/// </summary>
+public sealed record Snapshot(long LastApplied, IReadOnlyList<byte[]> Entries, DuplicateTable Duplicates);

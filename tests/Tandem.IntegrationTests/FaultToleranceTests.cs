@@ -143,6 +143,36 @@ public class FaultToleranceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task OnlyCopy_GoesOnAnswering_WhileItsNewBackupSyncs_AndTheBackupGetsEveryAnsweredWrite()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        TestServer p = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(p, Patience); // p alone, its view acknowledged
+        await FillAsync(p.Address, keys: 5000); // several snapshot chunks
+        await PutUntilOkAsync(p.Address, "k", "before");
+
+        TestServer n;
+        using (FaultGate stall = p.Faults.Hold(FaultPoint.SnapshotChunk))
+        {
+            n = await cluster.StartServerAsync();
+            await cluster.WaitForViewAsync(v => v.Primary == p.Address && v.Backup == n.Address, Patience, "n named backup");
+            await Wait.UntilAsync(() => stall.Waiting == 1, Patience, "the transfer to n stalled");
+
+            // The last acknowledged view has p alone: no other server can ever be turned to, so p answers at once.
+            Assert.Equal("OK", (await SendAsync(p.Address, "SET", "k", "during")).Text);
+            Assert.Equal("during", (await SendAsync(p.Address, "GET", "k")).Text);
+            Assert.False(cluster.Coordinator.ViewService.PrimaryAcked);
+            Assert.Equal(0, n.Node!.Replica.LastApplied); // n has installed nothing yet
+        }
+
+        // The view is acknowledged only once n holds every write p answered on its own.
+        await cluster.WaitForSyncedPairAsync(Patience);
+        await cluster.KillAsync(p);
+        await cluster.WaitForPrimaryAsync(n, Patience);
+        Assert.Equal("during", (await SendAsync(n.Address, "GET", "k")).Text);
+    }
+
+    [Fact]
     public async Task PrimaryOfAnUnackedView_Dies_TheClusterFallsBackToAServerOfTheLastAckedView()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
