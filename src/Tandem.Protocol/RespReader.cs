@@ -166,6 +166,17 @@ public static class RespReader
     /// <summary>Reads a decimal length terminated by CRLF. Only -1 is accepted as a negative length.</summary>
     private static bool TryReadLength(ref SequenceReader<byte> reader, out long value, bool allowAnyNegative = false)
     {
+        // Fast path: the whole line is in the current segment (almost always): parse it in place.
+        ReadOnlySpan<byte> unread = reader.UnreadSpan;
+        int lf = unread.Length > MaxLineLength ? unread[..(MaxLineLength + 1)].IndexOf((byte)'\n') : unread.IndexOf((byte)'\n');
+        if (lf >= 2 && unread[lf - 1] == (byte)'\r')
+        {
+            if (!Utf8Parser.TryParse(unread[..(lf - 1)], out value, out int parsed) || parsed != lf - 1)
+                throw new RespProtocolException("invalid length");
+            if (value < -1 && !allowAnyNegative) throw new RespProtocolException("invalid negative length");
+            reader.Advance(lf + 1);
+            return true;
+        }
         value = 0;
         if (!reader.TryReadTo(out ReadOnlySequence<byte> line, (byte)'\n', advancePastDelimiter: true))
         {
