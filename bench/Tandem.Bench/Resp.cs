@@ -117,34 +117,17 @@ internal sealed class RespConnection : IDisposable
 
     public static void AppendCommand(ArrayBufferWriter<byte> writer, params byte[][] args)
     {
-        AppendHeader(writer, (byte)'*', args.Length);
-        foreach (byte[] arg in args) AppendBulk(writer, arg);
+        Tandem.Protocol.RespWriter.WriteArrayHeader(writer, args.Length);
+        foreach (byte[] arg in args) Tandem.Protocol.RespWriter.WriteBulk(writer, arg);
     }
 
     /// <summary>Appends <c>SET key value</c> without allocating.</summary>
     public static void AppendSet(ArrayBufferWriter<byte> writer, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
     {
-        AppendHeader(writer, (byte)'*', 3);
-        AppendBulk(writer, "SET"u8);
-        AppendBulk(writer, key);
-        AppendBulk(writer, value);
-    }
-
-    private static void AppendBulk(ArrayBufferWriter<byte> writer, ReadOnlySpan<byte> bytes)
-    {
-        AppendHeader(writer, (byte)'$', bytes.Length);
-        writer.Write(bytes);
-        writer.Write("\r\n"u8);
-    }
-
-    private static void AppendHeader(ArrayBufferWriter<byte> writer, byte kind, int n)
-    {
-        Span<byte> span = writer.GetSpan(16);
-        span[0] = kind;
-        Utf8Formatter.TryFormat(n, span[1..], out int written);
-        span[1 + written] = (byte)'\r';
-        span[2 + written] = (byte)'\n';
-        writer.Advance(3 + written);
+        Tandem.Protocol.RespWriter.WriteArrayHeader(writer, 3);
+        Tandem.Protocol.RespWriter.WriteBulk(writer, "SET"u8);
+        Tandem.Protocol.RespWriter.WriteBulk(writer, key);
+        Tandem.Protocol.RespWriter.WriteBulk(writer, value);
     }
 
     private int ReadByte()

@@ -11,11 +11,15 @@ public sealed partial class Replica
     private string? _backupSession;
     private SnapshotBuilder? _incoming;
 
-    private sealed class SnapshotBuilder(string session, long lastApplied, DuplicateTableOptions options)
+    /// <summary>
+    /// A snapshot being received: the store is built as its chunks arrive (sized from the count <c>BEGIN</c>
+    /// gives), so that <c>END</c> only swaps it in, however many keys it holds.
+    /// </summary>
+    private sealed class SnapshotBuilder(string session, long lastApplied, int keys, DuplicateTableOptions options)
     {
         public string Session { get; } = session;
         public long LastApplied { get; } = lastApplied;
-        public List<byte[]> Entries { get; } = new();
+        public KeyValueStore Store { get; } = new(keys);
         public DuplicateTable Duplicates { get; } = new(options);
     }
 
@@ -63,7 +67,9 @@ public sealed partial class Replica
             // The live state stays a valid copy (it holds every committed write) until END swaps in the new
             // one, so a transfer that breaks halfway leaves this backup promotable.
             _backupSession = null;
-            _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), _options.Duplicates);
+            // BEGIN last-applied [key-count]: the count only sizes the store (a primary may not send it).
+            long keys = cmd.Count > 6 ? ParseLong(cmd, 6) : 0;
+            _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), (int)Math.Clamp(keys, 0, 1 << 22), _options.Duplicates);
             return RespValue.Ok;
         }
         if (_incoming?.Session != session)
@@ -72,14 +78,14 @@ public sealed partial class Replica
         {
             case "DATA":
                 // key value [key value]...
-                for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Entries.Add(KeyValueStore.MakeEntry(cmd[i], cmd[i + 1]));
+                for (int i = 5; i + 1 < cmd.Count; i += 2) _incoming.Store.Set(cmd[i], cmd[i + 1]);
                 return RespValue.Ok;
             case "ENTRIES":
                 // The primary's store entries as they are laid out in memory: each argument becomes an entry here.
                 for (int i = 5; i < cmd.Count; i++)
                 {
                     if (!KeyValueStore.IsEntry(cmd[i])) throw new FormatException($"argument {i} is not a store entry");
-                    _incoming.Entries.Add(cmd[i]);
+                    _incoming.Store.Put(cmd[i]);
                 }
                 return RespValue.Ok;
             case "DUPS":
@@ -99,13 +105,13 @@ public sealed partial class Replica
                 return RespValue.Ok;
             case "END":
                 // The counts guard against a snapshot that lost a chunk on the way.
-                if (ParseLong(cmd, 5) != _incoming.Entries.Count || ParseLong(cmd, 6) != _incoming.Duplicates.ClientCount)
+                if (ParseLong(cmd, 5) != _incoming.Store.Count || ParseLong(cmd, 6) != _incoming.Duplicates.ClientCount)
                 {
                     _incoming = null;
                     return RespValue.Error($"{ErrorCodes.Err} snapshot {session} is incomplete");
                 }
                 _incoming.Duplicates.RestoreMarks(floor: ParseLong(cmd, 7), highestId: ParseLong(cmd, 8));
-                _state.Install(new Snapshot(_incoming.LastApplied, _incoming.Entries, _incoming.Duplicates));
+                _state.Install(_incoming.Store, _incoming.Duplicates, _incoming.LastApplied);
                 _incoming = null;
                 _backupSession = session;
                 _initialized = true;

@@ -463,6 +463,7 @@ internal sealed class Replicator
 
         List<byte[]> begin = Header("BEGIN");
         begin.Add(Replica.Ascii(snapshot.LastApplied));
+        begin.Add(Replica.Ascii(snapshot.Entries.Count));
         await Send(begin);
 
         // The store's entries go as they are laid out in memory, one argument each: the backup keeps each one it

@@ -17,7 +17,8 @@ public sealed class KeyValueStore
     /// <summary>An empty store.</summary>
     public KeyValueStore() : this(0) { }
 
-    private KeyValueStore(int capacity)
+    /// <summary>An empty store with room for <paramref name="capacity"/> keys (a snapshot being received).</summary>
+    public KeyValueStore(int capacity)
     {
         _entries = new HashSet<byte[]>(capacity, EntryComparer.Instance);
         _byKey = _entries.GetAlternateLookup<ReadOnlySpan<byte>>();
@@ -28,13 +29,16 @@ public sealed class KeyValueStore
     {
         ArgumentNullException.ThrowIfNull(entries);
         var store = new KeyValueStore(entries.Count);
-        foreach (byte[] entry in entries)
-        {
-            if (store._entries.Add(entry)) continue;
-            store._byKey.Remove(KeyOf(entry)); // a key given twice: the later entry wins
-            store._entries.Add(entry);
-        }
+        foreach (byte[] entry in entries) store.Put(entry);
         return store;
+    }
+
+    /// <summary>Adds <paramref name="entry"/> (laid out as <see cref="MakeEntry"/> does), replacing the entry of its key.</summary>
+    public void Put(byte[] entry)
+    {
+        if (_entries.Add(entry)) return;
+        _byKey.Remove(KeyOf(entry)); // the key is set: the new entry wins
+        _entries.Add(entry);
     }
 
     /// <summary>Number of keys.</summary>

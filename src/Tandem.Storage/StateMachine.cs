@@ -82,9 +82,15 @@ public sealed class StateMachine(DuplicateTableOptions? duplicateOptions = null)
     public void Install(Snapshot snapshot)
     {
         ArgumentNullException.ThrowIfNull(snapshot);
-        _store = KeyValueStore.FromEntries(snapshot.Entries);
-        Duplicates = snapshot.Duplicates;
-        LastApplied = snapshot.LastApplied;
+        Install(KeyValueStore.FromEntries(snapshot.Entries), snapshot.Duplicates, snapshot.LastApplied);
+    }
+
+    /// <summary>Replaces the whole state with a store built elsewhere (a snapshot received chunk by chunk).</summary>
+    public void Install(KeyValueStore store, DuplicateTable duplicates, long lastApplied)
+    {
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        Duplicates = duplicates ?? throw new ArgumentNullException(nameof(duplicates));
+        LastApplied = lastApplied;
     }
 
     /// <summary>Empties the state (a server that must not keep stale data).</summary>
