@@ -13,26 +13,26 @@ internal static class ChaosCommand
         var seed = new Option<int?>("--seed") { HelpName = "N", Description = "Seeds the fault schedule and the clients' choices; same seed, same run (up to timing). Default: random, printed." };
         Option<TimeSpan?> duration = CliParsers.Duration("--duration", TimeSpan.FromSeconds(60), "How long to inject faults.");
         var clients = new Option<int>("--clients") { HelpName = "N", Description = "Concurrent clients, half exactly-once, half plain RESP.", DefaultValueFactory = _ => 8 };
-        clients.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 256) r.AddError("--clients must be between 1 and 256"); });
+        CliParsers.Reject(clients, r => r.GetValueOrDefault<int>() is < 1 or > 256, "--clients must be between 1 and 256");
         var rate = new Option<int>("--rate") { HelpName = "N", Description = "Operations per second of all clients together; 0 for unpaced.", DefaultValueFactory = _ => 2000 };
-        rate.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rate must not be negative"); });
+        CliParsers.Reject(rate, r => r.GetValueOrDefault<int>() < 0, "--rate must not be negative");
         var keys = new Option<int>("--keys") { HelpName = "N", Description = "Keys in use at a time (half append-only).", DefaultValueFactory = _ => 8 };
-        keys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 2 or > 10_000) r.AddError("--keys must be between 2 and 10000"); });
+        CliParsers.Reject(keys, r => r.GetValueOrDefault<int>() is < 2 or > 10_000, "--keys must be between 2 and 10000");
         var output = new Option<string?>("--out") { HelpName = "DIR", Description = "Keep node logs, schedule, events, history and timelines here. Default: a temporary directory, kept only on failure." };
         Option<TimeSpan?> budget = CliParsers.Duration("--check-budget", TimeSpan.FromSeconds(60), "Time the linearizability checker may take.");
         var verbose = new Option<bool>("--verbose") { Description = "Print every fault as it starts and heals." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the workload settings and the fault schedule of the seed and exit." };
         var bigKeys = new Option<int>("--big-keys") { HelpName = "N", Description = "Keys per epoch with 1-4 MiB values; 0 for none.", DefaultValueFactory = _ => 2 };
-        bigKeys.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError("--big-keys must be between 0 and 64"); });
+        CliParsers.Reject(bigKeys, r => r.GetValueOrDefault<int>() is < 0 or > 64, "--big-keys must be between 0 and 64");
         var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second at the full --rate, all clients together.", DefaultValueFactory = _ => 2 };
-        bigRate.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 1000 || double.IsNaN(r.GetValueOrDefault<double>())) r.AddError("--big-rate must be between 0 and 1000"); });
+        CliParsers.Reject(bigRate, r => r.GetValueOrDefault<double>() is < 0 or > 1000 || double.IsNaN(r.GetValueOrDefault<double>()), "--big-rate must be between 0 and 1000");
         var maxSessions = new Option<int?>("--max-sessions")
         {
             HelpName = "N",
             Description = "Pass --max-sessions N to every server: a small duplicate table, so sessions are evicted while clients retry.",
             DefaultValueFactory = _ => ChaosOptions.DefaultMaxSessions,
         };
-        maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--max-sessions must be at least 1"); });
+        CliParsers.Reject(maxSessions, r => r.GetValueOrDefault<int?>() is < 1, "--max-sessions must be at least 1");
         var backupTimeout = new Option<TimeSpan?>("--backup-timeout")
         {
             HelpName = "DURATION",
@@ -51,7 +51,7 @@ internal static class ChaosCommand
             Description = "Members of the coordinator group, each a process with its own data directory under the output directory (1 allowed).",
             DefaultValueFactory = _ => 3,
         };
-        coordinators.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > ChaosOptions.MaxCoordinators) r.AddError($"--coordinators must be between 1 and {ChaosOptions.MaxCoordinators}"); });
+        CliParsers.Reject(coordinators, r => r.GetValueOrDefault<int>() is < 1 or > ChaosOptions.MaxCoordinators, $"--coordinators must be between 1 and {ChaosOptions.MaxCoordinators}");
         var without = new Option<IReadOnlySet<FaultKind>>("--without")
         {
             HelpName = "KIND,...",

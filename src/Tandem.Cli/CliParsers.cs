@@ -9,6 +9,26 @@ namespace Tandem.Cli;
 /// <summary>Option factories and value parsers shared by the commands.</summary>
 internal static class CliParsers
 {
+    /// <summary>
+    /// Adds <paramref name="error"/> when <paramref name="bad"/> holds for the option's value. A value that is not
+    /// a number at all is left to the parser, which reports it (reading it here would throw).
+    /// </summary>
+    public static void Reject<T>(Option<T> option, Func<System.CommandLine.Parsing.OptionResult, bool> bad, string error) =>
+        option.Validators.Add(r =>
+        {
+            if (r.Errors.Any()) return;
+            bool rejected;
+            try
+            {
+                rejected = bad(r);
+            }
+            catch (InvalidOperationException)
+            {
+                return; // not a value of T: the parse error says so
+            }
+            if (rejected) r.AddError(error);
+        });
+
     /// <summary>A duration option (<c>500ms</c>, <c>2s</c>, <c>1m</c>); read it with <see cref="GetDuration"/>.</summary>
     public static Option<TimeSpan?> Duration(string name, TimeSpan defaultValue, string description, bool positive = true) => new(name)
     {

@@ -25,7 +25,7 @@ internal static class NodeCommands
             HelpName = "N",
             DefaultValueFactory = _ => 5,
         };
-        deadPings.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--dead-pings must be at least 1"); });
+        CliParsers.Reject(deadPings, r => r.GetValueOrDefault<int>() < 1, "--dead-pings must be at least 1");
 
         Option<int> maxConnections = MaxConnections("servers and clients");
         Option<long> maxBuffered = MaxBufferedBytes();
@@ -102,7 +102,7 @@ internal static class NodeCommands
             Description = "Each member also listens on its port + N for the group's Raft traffic (the same N on every member).",
             DefaultValueFactory = _ => DefaultRaftPortOffset,
         };
-        option.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 65534) r.AddError("--raft-port-offset must be between 1 and 65534"); });
+        CliParsers.Reject(option, r => r.GetValueOrDefault<int>() is < 1 or > 65534, "--raft-port-offset must be between 1 and 65534");
         return option;
     }
 
@@ -175,7 +175,7 @@ internal static class NodeCommands
             Description = "Memory budget of all connections together: most bytes of incomplete commands held at once (beyond 64 KiB each); a connection that would pass it is cut.",
             DefaultValueFactory = _ => Tandem.Net.RespConnectionHandler.DefaultMaxBufferedBytes,
         };
-        option.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-buffered-bytes must be at least 1"); });
+        CliParsers.Reject(option, r => r.GetValueOrDefault<long>() < 1, "--max-buffered-bytes must be at least 1");
         return option;
     }
 
@@ -187,7 +187,7 @@ internal static class NodeCommands
             Description = $"Most connections served at once ({who}).",
             DefaultValueFactory = _ => Tandem.Net.RespHost.DefaultMaxConnections,
         };
-        option.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-connections must be at least 1"); });
+        CliParsers.Reject(option, r => r.GetValueOrDefault<int>() < 1, "--max-connections must be at least 1");
         return option;
     }
 
@@ -208,9 +208,9 @@ internal static class NodeCommands
             catch (FormatException e) { r.AddError($"--advertise: {e.Message}"); }
         });
         var maxValue = new Option<int>("--max-value-bytes") { HelpName = "N", Description = "Largest value accepted.", DefaultValueFactory = _ => 8 * 1024 * 1024 };
-        maxValue.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024) r.AddError("--max-value-bytes must be between 1 and 536870912"); });
+        CliParsers.Reject(maxValue, r => r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024, "--max-value-bytes must be between 1 and 536870912");
         var maxKey = new Option<int>("--max-key-bytes") { HelpName = "N", Description = "Largest key accepted.", DefaultValueFactory = _ => 64 * 1024 };
-        maxKey.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024) r.AddError("--max-key-bytes must be between 1 and 536870912"); });
+        CliParsers.Reject(maxKey, r => r.GetValueOrDefault<int>() is < 1 or > 512 * 1024 * 1024, "--max-key-bytes must be between 1 and 536870912");
 
         var routes = new Option<string[]>("--route")
         {
@@ -243,14 +243,14 @@ internal static class NodeCommands
             Description = "Most client sessions the duplicate table keeps; beyond it the oldest are dropped and their retries refused.",
             DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxClients,
         };
-        maxSessions.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-sessions must be at least 1"); });
+        CliParsers.Reject(maxSessions, r => r.GetValueOrDefault<int>() < 1, "--max-sessions must be at least 1");
         var maxSessionBytes = new Option<long>("--max-session-bytes")
         {
             HelpName = "N",
             Description = "Most bytes of saved replies the duplicate table keeps (a saved PUTHASH reply holds a whole value).",
             DefaultValueFactory = _ => new Tandem.Storage.DuplicateTableOptions().MaxBytes,
         };
-        maxSessionBytes.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-session-bytes must be at least 1"); });
+        CliParsers.Reject(maxSessionBytes, r => r.GetValueOrDefault<long>() < 1, "--max-session-bytes must be at least 1");
 
         TimeSpan defaultBackupTimeout = TimeSpan.FromMilliseconds(1500);
         Option<TimeSpan?> backupTimeout = CliParsers.Duration("--backup-timeout", defaultBackupTimeout,
@@ -261,7 +261,7 @@ internal static class NodeCommands
             Description = "Most bytes of writes a primary holds for a backup that is behind; past it writes get TRYAGAIN (not applied).",
             DefaultValueFactory = _ => 256L * 1024 * 1024,
         };
-        maxBacklog.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("--max-backlog-bytes must be at least 1"); });
+        CliParsers.Reject(maxBacklog, r => r.GetValueOrDefault<long>() < 1, "--max-backlog-bytes must be at least 1");
 
         var command = new Command("server", "Run a key-value server.")
         {
@@ -318,16 +318,16 @@ internal static class NodeCommands
     private static Command Dev()
     {
         var servers = new Option<int>("--servers") { HelpName = "N", Description = "Number of servers.", DefaultValueFactory = _ => 3 };
-        servers.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100) r.AddError("--servers must be between 1 and 100"); });
+        CliParsers.Reject(servers, r => r.GetValueOrDefault<int>() is < 1 or > 100, "--servers must be between 1 and 100");
         var port = new Option<int>("--port") { HelpName = "PORT", Description = "First coordinator port; the other members and then the servers take the next ports.", DefaultValueFactory = _ => 7000 };
-        port.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 55000) r.AddError("--port must be between 1 and 55000"); });
+        CliParsers.Reject(port, r => r.GetValueOrDefault<int>() is < 1 or > 55000, "--port must be between 1 and 55000");
         var coordinators = new Option<int>("--coordinators")
         {
             HelpName = "N",
             Description = $"Members of the coordinator group (1, 3 or 5), on PORT.. PORT+N-1, their Raft traffic on those ports + {DefaultRaftPortOffset}. Their logs live in a temporary directory removed on exit.",
             DefaultValueFactory = _ => 1,
         };
-        coordinators.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 9) r.AddError("--coordinators must be between 1 and 9"); });
+        CliParsers.Reject(coordinators, r => r.GetValueOrDefault<int>() is < 1 or > 9, "--coordinators must be between 1 and 9");
 
         var command = new Command("dev", "Run a coordinator group and servers on 127.0.0.1 in this process, for trying Tandem out.") { servers, port, coordinators };
         command.SetAction(async (parse, ct) =>

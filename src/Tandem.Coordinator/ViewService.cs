@@ -14,7 +14,9 @@ namespace Tandem.Coordinator;
 /// and the primary holds everything). A server silent for the dead time is dead; a server that pings 0 after
 /// having pinged a view number has restarted. The next primary is always the current primary or backup, and a
 /// backup only if it is alive and not restarted. A new backup is the live idle server that first pinged
-/// (preferring one that did not just restart and one its primary has not reported unreachable), or none.
+/// (preferring one that did not just restart and one its primary has not reported unreachable), or none; when an
+/// acknowledged view's backup is gone, the next view has none, and the new backup comes one view later (so the
+/// primary serves during the transfer).
 /// <para>
 /// With an <see cref="IViewLog"/> (the coordinator group), the engine decides only while it leads, and every
 /// durable change (a new view, an ack) is committed in the group's log before anyone can learn it: a decision
@@ -454,8 +456,11 @@ public sealed class ViewService
             if (_view.Backup == "" || !IsUsable(_view.Backup, now) || !_servers[_view.Backup].Heard) return null;
             return new View(_view.Number + 1, _view.Backup, PickIdle(now, _view.Backup) ?? "");
         }
+        // A backup that is gone is dropped first, and a new one named in the next view, once the primary has
+        // acknowledged this one: its last acknowledged view then has no backup, so it goes on answering while the
+        // new backup receives the state (no other server could ever be turned to; design.md, "The only copy").
         if (backupGone)
-            return new View(_view.Number + 1, _view.Primary, PickIdle(now, _view.Primary) ?? "");
+            return new View(_view.Number + 1, _view.Primary, "");
         if (_view.Backup == "" && PickIdle(now, _view.Primary) is { } backup)
             return new View(_view.Number + 1, _view.Primary, backup);
         return null;

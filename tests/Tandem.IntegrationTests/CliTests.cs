@@ -50,6 +50,13 @@ public class CliTests
         Assert.Equal(2, (await TandemProcess.RunAsync(null, "get", "k", "--timeout", "5")).ExitCode);
         Assert.Equal(2, (await TandemProcess.RunAsync(null, "get", "k", "--coordinator", "nohost")).ExitCode);
         Assert.Equal(2, (await TandemProcess.RunAsync(null, "server", "--listen", "127.0.0.1:1")).ExitCode);
+        // A number flag given text is a usage error, not a crash of the validator that checks its range.
+        foreach (string[] args in new[] { new[] { "chaos", "--clients", "many" }, ["coordinator", "--dead-pings", "x"], ["dev", "--servers", "two"] })
+        {
+            (int code, _, string stderr) = await TandemProcess.RunAsync(null, args);
+            Assert.Equal(2, code);
+            Assert.Contains("Cannot parse", stderr, StringComparison.OrdinalIgnoreCase);
+        }
     }
 
     [Fact]
