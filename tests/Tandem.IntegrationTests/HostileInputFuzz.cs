@@ -70,7 +70,7 @@ public sealed class DispatchFuzzReport
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"commands sent     {Commands:N0} in {Elapsed.TotalSeconds:0.0} s ({Commands / Math.Max(0.001, Elapsed.TotalSeconds):N0}/s)");
         sb.AppendLine(CultureInfo.InvariantCulture, $"replies           {Replies:N0}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"batches           {ValidBatches:N0} valid, {CorruptBatches:N0} corrupt ({ProtocolErrors:N0} ended in a protocol error, {Resets:N0} in a reset)");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"batches           {ValidBatches:N0} valid, {CorruptBatches:N0} corrupt ({ProtocolErrors:N0} ended in a protocol error); {Resets:N0} reset by a close with input unread (after a protocol error or a QUIT)");
         sb.AppendLine("reply kinds       " + string.Join(", ", ReplyKinds.OrderByDescending(p => p.Value).Select(p => $"{p.Key} {p.Value:N0}")));
         sb.AppendLine(CultureInfo.InvariantCulture, $"managed heap      {HeapBefore / 1048576.0:0.0} MiB before, {HeapAfter / 1048576.0:0.0} MiB after");
         sb.AppendLine(CultureInfo.InvariantCulture, $"findings          {Findings.Count}");
@@ -292,7 +292,9 @@ public static class DispatchFuzzer
                     }
                     catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted or SocketError.Shutdown)
                     {
-                        if (corrupt) Interlocked.Increment(ref report.Resets);
+                        // Closing a socket with unread input resets it, which may drop replies already sent: after a
+                        // QUIT with commands behind it (Redis does the same), and after a protocol error.
+                        if (corrupt || frames.Exists(IsQuit)) Interlocked.Increment(ref report.Resets);
                         else report.Findings.Enqueue($"{what}: connection reset after {replies.Count} of {k} replies");
                     }
                     catch (RespProtocolException e)
