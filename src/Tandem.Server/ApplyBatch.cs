@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Buffers.Text;
-using System.Text;
 using Tandem.Protocol;
 using Tandem.Storage;
 
@@ -77,7 +75,7 @@ internal readonly struct ApplyBatch
     }
 
     private static long Long(RespCommand cmd, int i) =>
-        Utf8Parser.TryParse(cmd[i], out long v, out int used) && used == cmd[i].Length ? v : throw new FormatException($"argument {i} is not an integer");
+        cmd.TryLong(i, out long v) ? v : throw new FormatException($"argument {i} is not an integer");
 
     /// <inheritdoc />
     public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture,

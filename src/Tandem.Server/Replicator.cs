@@ -164,19 +164,8 @@ internal sealed class Replicator
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stop);
         CancellationToken ct = attempt.Token;
-        RespClientConnection conn;
-        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
-        {
-            connectTimeout.CancelAfter(_options.BackupTimeout);
-            try
-            {
-                conn = await RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), connectTimeout.Token, _options.RespLimits);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                throw new TimeoutException($"could not connect to {_view.Backup} within {_options.BackupTimeout.TotalMilliseconds:0} ms");
-            }
-        }
+        RespClientConnection conn = await ConnectWithinTimeoutAsync(
+            t => RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), t, _options.RespLimits), ct);
         await using var _ = conn;
         string session = Guid.NewGuid().ToString("N")[..16];
         // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
@@ -192,19 +181,8 @@ internal sealed class Replicator
 
         // The writes go on a connection of their own, pipelined: frames are written straight into its buffer by
         // whoever has work (a client's connection that just applied writes, or this loop), acks are read in order.
-        RespStream stream;
-        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
-        {
-            connectTimeout.CancelAfter(_options.BackupTimeout);
-            try
-            {
-                stream = await RespStream.ConnectAsync(RespClientConnection.ParseEndPoint(_options.DialAddress(_view.Backup)), _options.RespLimits, connectTimeout.Token);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                throw new TimeoutException($"could not connect to {_view.Backup} within {_options.BackupTimeout.TotalMilliseconds:0} ms");
-            }
-        }
+        RespStream stream = await ConnectWithinTimeoutAsync(
+            t => RespStream.ConnectAsync(RespClientConnection.ParseEndPoint(_options.DialAddress(_view.Backup)), _options.RespLimits, t), ct);
         await using var streamOwner = stream;
         await conn.DisposeAsync(); // the snapshot's connection is done
         var link = new Link(stream, session, snapshot.LastApplied, attempt);
@@ -242,6 +220,21 @@ internal sealed class Replicator
             {
             }
             foreach (Batch batch in link.DrainInFlight()) Complete(batch.Reads, TryAgain("the backup link failed"));
+        }
+    }
+
+    /// <summary>Connects to the backup, giving up after the backup timeout.</summary>
+    private async Task<T> ConnectWithinTimeoutAsync<T>(Func<CancellationToken, Task<T>> connect, CancellationToken ct)
+    {
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        connectTimeout.CancelAfter(_options.BackupTimeout);
+        try
+        {
+            return await connect(connectTimeout.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"could not connect to {_view.Backup} within {_options.BackupTimeout.TotalMilliseconds:0} ms");
         }
     }
 

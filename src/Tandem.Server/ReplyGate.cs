@@ -34,6 +34,8 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
     private bool _confirmed;
     private RespValue? _readError;
     private int _awaited = -1;
+    private bool _startConfirm;
+    private long _startWrite;
     private Action<object?>? _continuation;
     private object? _continuationState;
 
@@ -65,29 +67,40 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
         _confirmed = false;
         _readError = null;
         _awaited = -1;
+        _startConfirm = false;
+        _startWrite = 0;
         _continuation = null;
         _continuationState = null;
     }
 
     public ValueTaskSourceStatus GetStatus(short token)
     {
-        lock (_lock) return Ready(Index(token)) ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+        int index;
+        lock (_lock)
+        {
+            index = Index(token);
+            if (Ready(index)) return ValueTaskSourceStatus.Succeeded;
+        }
+        StartWaits(); // a wait that completes at once makes the reply ready now
+        lock (_lock) return Ready(index) ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
     }
 
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
     {
+        bool ready;
         lock (_lock)
         {
             int index = Index(token);
-            if (!Ready(index))
+            ready = Ready(index);
+            if (!ready)
             {
                 _awaited = index;
                 _continuation = continuation;
                 _continuationState = state;
-                return;
             }
         }
-        ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: true);
+        if (ready) ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: true);
+        else StartWaits();
     }
 
     public RespValue? GetResult(short token)
@@ -110,8 +123,8 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
     }
 
     /// <summary>
-    /// Whether reply <paramref name="index"/> may be taken; if not, starts what it waits for. Called under the lock;
-    /// the waits it starts complete through <see cref="Finish"/>.
+    /// Whether reply <paramref name="index"/> may be taken; if not, notes what it waits for, which
+    /// <see cref="StartWaits"/> starts once the lock is released. Called under the lock.
     /// </summary>
     private bool Ready(int index)
     {
@@ -119,16 +132,33 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
         {
             // Every command of the batch has run: one confirmation, asked now, serves all its reads.
             _started = true;
-            if (_confirm) _ = WaitAsync(0, confirm: true);
+            _startConfirm = _confirm;
         }
         Held held = _held[index];
         bool written = held.CommitSeq <= _committed || _writeError is not null;
         if (!written && !_writeWaiting)
         {
             _writeWaiting = true;
-            _ = WaitAsync(held.CommitSeq, confirm: false);
+            _startWrite = held.CommitSeq;
         }
         return written && (!held.Confirm || _confirmed);
+    }
+
+    /// <summary>
+    /// Starts the waits <see cref="Ready"/> noted, outside the lock: asking the replica may send the batch to the
+    /// backup from this thread.
+    /// </summary>
+    private void StartWaits()
+    {
+        bool confirm;
+        long write;
+        lock (_lock)
+        {
+            (confirm, write) = (_startConfirm, _startWrite);
+            (_startConfirm, _startWrite) = (false, 0);
+        }
+        if (confirm) _ = WaitAsync(0, confirm: true);
+        if (write > 0) _ = WaitAsync(write, confirm: false);
     }
 
     private async Task WaitAsync(long commitSeq, bool confirm)
@@ -150,6 +180,7 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
     {
         Action<object?>? continuation = null;
         object? state = null;
+        long committedThrough = confirm ? 0 : replica.CommittedThrough;
         lock (_lock)
         {
             if (confirm)
@@ -161,7 +192,7 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
             {
                 _writeWaiting = false;
                 // Writes up to the commit index are committed whatever became of this one.
-                _committed = Math.Max(_committed, outcome.WriteError is null ? Math.Max(commitSeq, replica.CommittedThrough) : replica.CommittedThrough);
+                _committed = Math.Max(_committed, outcome.WriteError is null ? Math.Max(commitSeq, committedThrough) : committedThrough);
                 _writeError ??= outcome.WriteError;
             }
             if (_continuation is not null && Ready(_awaited))
@@ -172,6 +203,7 @@ internal sealed class ReplyGate(Replica replica, Func<bool> killed) : IValueTask
                 _continuationState = null;
             }
         }
+        StartWaits();
         continuation?.Invoke(state);
     }
 }
