@@ -21,11 +21,40 @@ public enum CommandFlags
     CloseAfterReply = 16,
 }
 
+/// <summary>
+/// Where a command's keys are among its arguments, as Redis's legacy key specification states it: from
+/// <see cref="First"/> to <see cref="Last"/> (negative counts from the end: -1 is the last argument) every
+/// <see cref="Step"/>-th argument. <see cref="None"/> (0, 0, 0) for a command without keys.
+/// </summary>
+public readonly record struct KeySpec(int First, int Last, int Step)
+{
+    /// <summary>No keys.</summary>
+    public static KeySpec None => default;
+
+    /// <summary>One key, the first argument.</summary>
+    public static KeySpec One => new(1, 1, 1);
+
+    /// <summary>Every argument is a key.</summary>
+    public static KeySpec All => new(1, -1, 1);
+
+    /// <summary>Key-value pairs from the first argument (MSET).</summary>
+    public static KeySpec Pairs => new(1, -1, 2);
+
+    /// <summary>Positions of the keys of a command of <paramref name="count"/> arguments (the name included).</summary>
+    public IEnumerable<int> Positions(int count)
+    {
+        if (Step <= 0 || First <= 0) yield break;
+        int last = Last < 0 ? count + Last : Math.Min(Last, count - 1);
+        for (int i = First; i <= last; i += Step) yield return i;
+    }
+}
+
 /// <summary>One entry of a <see cref="CommandTable{THandler}"/>.</summary>
 public sealed class CommandSpec<THandler>
 {
-    internal CommandSpec(string name, int arity, CommandFlags flags, THandler handler)
+    internal CommandSpec(string name, int arity, CommandFlags flags, THandler handler, KeySpec keys)
     {
+        Keys = keys;
         Name = name.ToUpperInvariant();
         LowerName = name.ToLowerInvariant();
         NameBytes = Encoding.ASCII.GetBytes(Name);
@@ -52,6 +81,9 @@ public sealed class CommandSpec<THandler>
     /// <summary>What runs it.</summary>
     public THandler Handler { get; }
 
+    /// <summary>Where the command's keys are (Redis's first key, last key and step, as <c>COMMAND INFO</c> gives them).</summary>
+    public KeySpec Keys { get; }
+
     /// <summary>True when <paramref name="count"/> arguments (the name included) fit the arity.</summary>
     public bool AcceptsCount(int count) => Arity >= 0 ? count == Arity : count >= -Arity;
 }
@@ -70,11 +102,15 @@ public sealed class CommandTable<THandler>
     public IReadOnlyList<CommandSpec<THandler>> All => _all;
 
     /// <summary>Adds (or, by the same name, replaces) a command.</summary>
-    public CommandTable<THandler> Add(string name, int arity, CommandFlags flags, THandler handler)
+    public CommandTable<THandler> Add(string name, int arity, CommandFlags flags, THandler handler) =>
+        Add(name, arity, flags, KeySpec.None, handler);
+
+    /// <summary>Adds (or, by the same name, replaces) a command whose keys are at <paramref name="keys"/>.</summary>
+    public CommandTable<THandler> Add(string name, int arity, CommandFlags flags, KeySpec keys, THandler handler)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (name.Length > MaxNameLength || !Ascii.IsValid(name)) throw new ArgumentException("command names are short ASCII words", nameof(name));
-        var spec = new CommandSpec<THandler>(name, arity, flags, handler);
+        var spec = new CommandSpec<THandler>(name, arity, flags, handler, keys);
         _all.RemoveAll(s => s.Name == spec.Name);
         _all.Add(spec);
         int shape = Shape(spec.NameBytes);
