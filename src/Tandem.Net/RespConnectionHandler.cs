@@ -35,7 +35,7 @@ public enum Delivery
 /// <see cref="FrameTimeout"/> and <see cref="IdleTimeout"/>). Both count only time spent waiting for the
 /// client's bytes, never time the node spends running commands or waiting for the client to take its replies.
 /// </remarks>
-public abstract class RespConnectionHandler : ConnectionHandler
+public abstract partial class RespConnectionHandler : ConnectionHandler
 {
     /// <summary>The default <see cref="FrameTimeout"/>: 30 seconds.</summary>
     public static readonly TimeSpan DefaultFrameTimeout = TimeSpan.FromSeconds(30);
