@@ -15,7 +15,7 @@ namespace Tandem.Coordinator;
 /// that does not lead answers <c>PING</c> and <c>VS.MEMBER</c> itself and everything else with
 /// <c>NOTLEADER</c>, naming the leader when it knows it. Anything unknown gets an <c>ERR</c> reply.
 /// </summary>
-public sealed class CoordinatorHandler : RespConnectionHandler
+public sealed partial class CoordinatorHandler : RespConnectionHandler
 {
     /// <summary>Below a server's ping timeout (at least 500 ms), so waiting for an ack's commit never fails the ping.</summary>
     private static readonly TimeSpan MaxAckWait = TimeSpan.FromMilliseconds(300);
