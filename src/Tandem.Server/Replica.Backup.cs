@@ -15,8 +15,9 @@ public sealed partial class Replica
     /// A snapshot being received: the store is built as its chunks arrive (sized from the count <c>BEGIN</c>
     /// gives), so that <c>END</c> only swaps it in, however many keys it holds.
     /// </summary>
-    private sealed class SnapshotBuilder(string session, long lastApplied, int keys, DuplicateTableOptions options)
+    private sealed class SnapshotBuilder(string session, long lastApplied, int keys, long clock, DuplicateTableOptions options)
     {
+        public long Clock { get; } = clock;
         public string Session { get; } = session;
         public long LastApplied { get; } = lastApplied;
         public KeyValueStore Store { get; } = new(keys);
@@ -67,9 +68,11 @@ public sealed partial class Replica
             // The live state stays a valid copy (it holds every committed write) until END swaps in the new
             // one, so a transfer that breaks halfway leaves this backup promotable.
             _backupSession = null;
-            // BEGIN last-applied [key-count]: the count only sizes the store (a primary may not send it).
+            // BEGIN last-applied [key-count [clock]]: the count only sizes the store; the clock is the history's
+            // time (StateMachine.Clock), which the backup carries on from.
             long keys = cmd.Count > 6 ? ParseLong(cmd, 6) : 0;
-            _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), (int)Math.Clamp(keys, 0, 1 << 22), _options.Duplicates);
+            long clock = cmd.Count > 7 ? ParseLong(cmd, 7) : 0;
+            _incoming = new SnapshotBuilder(session, ParseLong(cmd, 5), (int)Math.Clamp(keys, 0, 1 << 22), clock, _options.Duplicates);
             return RespValue.Ok;
         }
         if (_incoming?.Session != session)
@@ -86,6 +89,16 @@ public sealed partial class Replica
                 {
                     if (!KeyValueStore.IsEntry(cmd[i])) throw new FormatException($"argument {i} is not a store entry");
                     _incoming.Store.Put(cmd[i]);
+                }
+                return RespValue.Ok;
+            case "EXPIRES":
+                // key deadline [key deadline]...: the entries they belong to came first.
+                if ((cmd.Count - 5) % 2 != 0) throw new FormatException("EXPIRES needs key and deadline pairs");
+                for (int i = 5; i < cmd.Count; i += 2)
+                {
+                    long deadline = ParseLong(cmd, i + 1);
+                    if (deadline <= 0 || !_incoming.Store.Contains(cmd[i])) throw new FormatException($"deadline {i} is not for a key of the snapshot");
+                    _incoming.Store.SetDeadline(cmd[i], deadline);
                 }
                 return RespValue.Ok;
             case "DUPS":
@@ -105,13 +118,14 @@ public sealed partial class Replica
                 return RespValue.Ok;
             case "END":
                 // The counts guard against a snapshot that lost a chunk on the way.
-                if (ParseLong(cmd, 5) != _incoming.Store.Count || ParseLong(cmd, 6) != _incoming.Duplicates.ClientCount)
+                if (ParseLong(cmd, 5) != _incoming.Store.Count || ParseLong(cmd, 6) != _incoming.Duplicates.ClientCount
+                    || (cmd.Count > 9 && ParseLong(cmd, 9) != _incoming.Store.VolatileCount))
                 {
                     _incoming = null;
                     return RespValue.Error($"{ErrorCodes.Err} snapshot {session} is incomplete");
                 }
                 _incoming.Duplicates.RestoreMarks(floor: ParseLong(cmd, 7), highestId: ParseLong(cmd, 8));
-                _state.Install(_incoming.Store, _incoming.Duplicates, _incoming.LastApplied);
+                _state.Install(_incoming.Store, _incoming.Duplicates, _incoming.LastApplied, _incoming.Clock);
                 _incoming = null;
                 _backupSession = session;
                 _initialized = true;
@@ -132,8 +146,9 @@ public sealed partial class Replica
         if (first != _state.LastApplied + 1)
             return RespValue.Error($"{ErrorCodes.StaleView} batch starts at {first} but the next write is {_state.LastApplied + 1}");
         List<Operation> ops = ApplyBatch.ParseOps(cmd);
+        long maxValueBytes = ApplyBatch.MaxValueBytesOf(cmd);
         long seq = first;
-        foreach (Operation op in ops) _state.Apply(op, seq++);
+        foreach (Operation op in ops) _state.Apply(op, seq++, maxValueBytes);
         return RespValue.Int(_state.LastApplied);
     }
 

@@ -252,22 +252,25 @@ public sealed partial class Replica : IDisposable
         return outcome.WriteError ?? held.Reply;
     }
 
-    /// <summary>Reads on the primary and waits for the read to be confirmed (see <see cref="Read"/>).</summary>
+    /// <summary>Reads on the primary and waits for the read to be confirmed (see <see cref="Read(byte[][])"/>).</summary>
     public async ValueTask<RespValue> ReadAsync(byte[] key)
     {
         Held held = Read(key);
         if (held.IsFinal) return held.Reply;
-        BatchOutcome outcome = await WaitAsync(0, confirm: true);
-        return outcome.ReadError ?? held.Reply;
+        BatchOutcome outcome = await WaitAsync(held.CommitSeq, confirm: true);
+        return outcome.WriteError ?? outcome.ReadError ?? held.Reply;
     }
 
     /// <summary>
-    /// Sequences and applies a client write on the primary. Its reply may go out only once the write is
-    /// committed (the backup holds it) and the coordinator has recorded this primary's ack of its view:
+    /// Sequences and applies a client write on the primary, at this server's time (never earlier than the
+    /// history's, <see cref="StateMachine.Clock"/>). Its reply may go out only once the write is committed (the
+    /// backup holds it) and the coordinator has recorded this primary's ack of its view:
     /// <see cref="Held.CommitSeq"/> is the write to wait for with <see cref="WaitAsync"/>, 0 when the reply is
-    /// final (an error, or a write already committed).
+    /// final (an error, or a write already committed). With <paramref name="watched"/> (a transaction's
+    /// <c>WATCH</c>), the write is applied only if none of those keys changed since; otherwise the reply is
+    /// <paramref name="aborted"/>, held like a read.
     /// </summary>
-    public Held Write(in Operation op)
+    public Held Write(in Operation op, IReadOnlyList<WatchedKey>? watched = null, RespValue? aborted = null)
     {
         lock (_lock)
         {
@@ -293,16 +296,11 @@ public sealed partial class Replica : IDisposable
                     seq = saved.LogSeq;
                     break;
                 default:
-                    // Checked here, in the sequencer, so no concurrent append can slip past the limit.
-                    if (op.Code == OpCode.Append && (_state.TryGet(op.Key, out ReadOnlyMemory<byte> current) ? current.Length : 0L) + op.Value.Length > _options.MaxValueBytes)
-                        return new Held(RespValue.Error($"{ErrorCodes.Err} appending would make the value larger than {_options.MaxValueBytes} bytes"));
-                    // A backup that is behind may hold only so much of the primary's memory: refuse, do not grow.
-                    if (_replicator is { } link && link.BacklogBytes + Replicator.SizeOf(op) > _options.MaxBacklogBytes)
-                        return new Held(RespValue.Error($"{ErrorCodes.TryAgain} the backup is {link.BacklogBytes} bytes behind (limit {_options.MaxBacklogBytes}); this write was not applied"));
-                    seq = _state.LastApplied + 1;
-                    reply = _state.Apply(op, seq);
-                    if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted
-                    else _replicator.Enqueue(op, seq);
+                    long now = NowLocked();
+                    if (watched is not null && !UnchangedLocked(watched, now))
+                        return ReadHeldLocked(aborted ?? RespValue.Array(null), 0);
+                    Operation timed = op with { Now = now };
+                    if (!TrySequenceLocked(timed, out seq, out reply, out Held refused)) return refused;
                     break;
             }
             if (_soleCopy)
@@ -315,21 +313,130 @@ public sealed partial class Replica : IDisposable
         }
     }
 
+    /// <summary>The time of a write or read sequenced now: this server's clock, but never before the history's.</summary>
+    private long NowLocked() => Math.Max(_options.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds(), _state.Clock);
+
+    /// <summary>Applies <paramref name="op"/> as the next write and puts it on the backup's outbox; false (and the reply in <paramref name="refused"/>) when the backlog is full.</summary>
+    private bool TrySequenceLocked(in Operation op, out long seq, out RespValue reply, out Held refused)
+    {
+        // A backup that is behind may hold only so much of the primary's memory: refuse, do not grow.
+        if (_replicator is { } link && link.BacklogBytes + Replicator.SizeOf(op) > _options.MaxBacklogBytes)
+        {
+            refused = new Held(RespValue.Error($"{ErrorCodes.TryAgain} the backup is {link.BacklogBytes} bytes behind (limit {_options.MaxBacklogBytes}); this write was not applied"));
+            seq = 0;
+            reply = refused.Reply;
+            return false;
+        }
+        seq = _state.LastApplied + 1;
+        reply = _state.Apply(op, seq, _options.MaxValueBytes);
+        if (_replicator is null) _commitIndex = seq; // the only copy: no one else can be promoted
+        else _replicator.Enqueue(op, seq);
+        refused = default;
+        return true;
+    }
+
+    private bool UnchangedLocked(IReadOnlyList<WatchedKey> watched, long now)
+    {
+        foreach (WatchedKey w in watched)
+            if (!Equals(VersionLocked(w.Key, now), w.Version)) return false;
+        return true;
+    }
+
+    // A key whose deadline has come counts as gone, whether or not a write has removed it yet.
+    private (byte[]? Entry, long Deadline) VersionLocked(byte[] key, long now)
+    {
+        (byte[]? entry, long deadline) = _state.VersionOf(key);
+        return entry is null || (deadline != 0 && deadline <= now) ? (null, 0) : (entry, deadline);
+    }
+
+    /// <summary>What <c>WATCH</c> remembers of <paramref name="keys"/> now, on the primary; null when this server is not serving.</summary>
+    public WatchedKey[]? Watch(IReadOnlyList<byte[]> keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        lock (_lock)
+        {
+            if (!ServingPrimary) return null;
+            long now = NowLocked();
+            return [.. keys.Select(k => new WatchedKey(k, VersionLocked(k, now)))];
+        }
+    }
+
     /// <summary>
-    /// Reads on the primary. The value is read now; it may go out only after the backup confirms, with a
-    /// message sent after this read, that this server is still its primary in this view, and the backup holds
-    /// every write applied before this read (so the value is committed): <see cref="Held.Confirm"/> asks
-    /// <see cref="WaitAsync"/> for that. Without a backup the primary answers at once: no one can replace it.
+    /// Reads <paramref name="key"/> on the primary (GET): <see cref="Read(byte[][])"/>, without building a command
+    /// when no key has a deadline.
     /// </summary>
     public Held Read(byte[] key)
     {
         lock (_lock)
         {
             if (!ServingPrimary) return new Held(NotPrimaryError());
+            if (_state.NextDeadline != long.MaxValue) return ReadLocked([GetName, key]);
             RespValue value = _state.TryGet(key, out ReadOnlyMemory<byte> bytes) ? RespValue.Bulk(bytes) : RespValue.NullBulk;
-            return _replicator is null && _viewAcked || _soleCopy ? new Held(value) : new Held(value, 0, true);
+            return ReadHeldLocked(value, 0);
         }
     }
+
+    private static readonly byte[] GetName = "GET"u8.ToArray();
+    private static readonly byte[][] ExpiredArgs = [System.Text.Encoding.ASCII.GetBytes(Operation.Expired)];
+
+    /// <summary>
+    /// Runs the read-only data command <paramref name="args"/> on the primary. The value is read now; it may go
+    /// out only after the backup confirms, with a message sent after this read, that this server is still its
+    /// primary in this view, and the backup holds every write applied before this read (so the value is
+    /// committed): <see cref="Held.Confirm"/> asks <see cref="WaitAsync"/> for that. Without a backup the primary
+    /// answers at once: no one can replace it. When a key's deadline has come, an <see cref="Operation.Expired"/>
+    /// write removes it first and the read waits for that write too: a key a client saw expire is gone from
+    /// every copy that could serve next.
+    /// </summary>
+    public Held Read(byte[][] args)
+    {
+        lock (_lock)
+        {
+            if (!ServingPrimary) return new Held(NotPrimaryError());
+            return ReadLocked(args);
+        }
+    }
+
+    private Held ReadLocked(byte[][] args)
+    {
+        long now = NowLocked();
+        long expiredSeq = 0;
+        if (_state.NextDeadline <= now)
+        {
+            if (!TrySequenceLocked(new Operation(ExpiredArgs, now), out expiredSeq, out _, out Held refused)) return refused;
+            if (_soleCopy) _soleThrough = Math.Max(_soleThrough, expiredSeq);
+        }
+        return ReadHeldLocked(_state.Read(args, now), expiredSeq);
+    }
+
+    private Held ReadHeldLocked(RespValue value, long afterWrite)
+    {
+        if (_soleCopy || (_replicator is null && _viewAcked)) return new Held(value);
+        return new Held(value, afterWrite > _commitIndex || !_viewAcked ? afterWrite : 0, true);
+    }
+
+    /// <summary>
+    /// Removes the keys whose deadline has come, with one replicated write (the primary's active expiry);
+    /// true when there were any. Nothing is removed on a server that is not a serving primary.
+    /// </summary>
+    public bool ExpireDue()
+    {
+        Replicator? link;
+        lock (_lock)
+        {
+            if (!ServingPrimary) return false;
+            long now = NowLocked();
+            if (_state.NextDeadline > now) return false;
+            if (!TrySequenceLocked(new Operation(ExpiredArgs, now), out long seq, out _, out _)) return false;
+            if (_soleCopy) _soleThrough = Math.Max(_soleThrough, seq);
+            link = _replicator;
+        }
+        link?.Pump(); // no client waits on this write: send it now
+        return true;
+    }
+
+    /// <summary>Number of keys with a deadline (for INFO).</summary>
+    public int VolatileKeyCount { get { lock (_lock) return _state.VolatileCount; } }
 
     /// <summary>
     /// Waits until every write through <paramref name="commitSeq"/> is committed and, with
@@ -490,6 +597,9 @@ public sealed partial class Replica : IDisposable
         foreach (var w in waiters) w.TrySetResult(result);
     }
 
+    /// <summary>The error a client gets from a server that is not serving as primary.</summary>
+    public RespValue NotPrimaryReply() { lock (_lock) return NotPrimaryError(); }
+
     private RespValue NotPrimaryError()
     {
         View v = _view;
@@ -529,3 +639,6 @@ public readonly record struct Held(RespValue Reply, long CommitSeq = 0, bool Con
 
 /// <summary>How a wait of <see cref="Replica.WaitAsync"/> ended: null errors mean the held replies may go out.</summary>
 public readonly record struct BatchOutcome(RespValue? WriteError, RespValue? ReadError);
+
+/// <summary>A key a connection <c>WATCH</c>es and what it was then: its entry and deadline (see <see cref="StateMachine.VersionOf"/>).</summary>
+public readonly record struct WatchedKey(byte[] Key, (byte[]? Entry, long Deadline) Version);

@@ -277,7 +277,7 @@ internal sealed class Replicator
                             batchOps[i] = ops[i].Op;
                             bytes += SizeOf(ops[i].Op);
                         }
-                        new ApplyBatch(_view.Number, _replica.Me, link.Session, link.LastSent + 1, batchOps).WriteTo(link.Stream.Output);
+                        new ApplyBatch(_view.Number, _replica.Me, link.Session, link.LastSent + 1, _options.MaxValueBytes, batchOps).WriteTo(link.Stream.Output);
                         link.LastSent += ops.Count;
                         link.Sent(new Batch(link.LastSent, bytes, reads, _options.TimeProvider.GetTimestamp()));
                     }
@@ -316,7 +316,7 @@ internal sealed class Replicator
         long bytes = 0;
         while (n < _ops.Count && n < MaxOpsPerBatch)
         {
-            long size = _ops[n].Op.Key.Length + _ops[n].Op.Value.Length;
+            long size = _ops[n].Op.Size;
             if (n > 0 && bytes + size > MaxBatchBytes) break;
             bytes += size;
             n++;
@@ -457,6 +457,7 @@ internal sealed class Replicator
         List<byte[]> begin = Header("BEGIN");
         begin.Add(Replica.Ascii(snapshot.LastApplied));
         begin.Add(Replica.Ascii(snapshot.Entries.Count));
+        begin.Add(Replica.Ascii(snapshot.Clock));
         await Send(begin);
 
         // The store's entries go as they are laid out in memory, one argument each: the backup keeps each one it
@@ -481,6 +482,23 @@ internal sealed class Replicator
 
         List<byte[]> chunk;
         long bytes;
+        // Deadlines: key then Unix milliseconds, for the keys that have one.
+        chunk = Header("EXPIRES");
+        bytes = 0;
+        foreach ((byte[] key, long deadline) in snapshot.Deadlines)
+        {
+            chunk.Add(key);
+            chunk.Add(Replica.Ascii(deadline));
+            bytes += key.Length + 40;
+            if (chunk.Count >= SnapshotChunkEntries * 2 || bytes >= SnapshotChunkBytes)
+            {
+                await Send(chunk);
+                chunk = Header("EXPIRES");
+                bytes = 0;
+            }
+        }
+        if (chunk.Count > 5) await Send(chunk);
+
         // Cut by bytes too: one session may hold many saved replies of a whole value each, so a session may
         // span chunks (the backup merges its parts).
         chunk = Header("DUPS");
@@ -523,6 +541,7 @@ internal sealed class Replicator
         end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));
         end.Add(Replica.Ascii(snapshot.Duplicates.Floor));
         end.Add(Replica.Ascii(snapshot.Duplicates.HighestId));
+        end.Add(Replica.Ascii(snapshot.Deadlines.Count));
         await Send(end);
         while (pending.Count > 1) Check(await Deadline(pending.Dequeue(), ct));
         RespValue last = await Deadline(pending.Dequeue(), ct);

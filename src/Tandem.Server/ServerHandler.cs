@@ -1,3 +1,4 @@
+using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Tandem.Net;
 using Tandem.Protocol;
@@ -18,27 +19,30 @@ internal sealed partial class ServerHandler : RespConnectionHandler
     private readonly Func<Replica?> _replica;
     private readonly RespLimits _limits;
 
-    /// <summary>The writes a client may send plainly or inside <c>XREQ</c>, by name.</summary>
-    private readonly CommandTable<(OpCode Code, bool HasValue)> _writes = new CommandTable<(OpCode, bool)>()
-        .Add(Commands.Set, 3, CommandFlags.Write, (OpCode.Set, true))
-        .Add(Commands.PutHash, 3, CommandFlags.Write, (OpCode.PutHash, true))
-        .Add(Commands.Append, 3, CommandFlags.Write, (OpCode.Append, true))
-        .Add(Commands.Del, 2, CommandFlags.Write, (OpCode.Delete, false));
-
     public ServerHandler(ServerNodeOptions options, Func<Replica?> replica)
     {
         _options = options;
         _replica = replica;
         _limits = options.RespLimits;
-        foreach (CommandSpec<(OpCode Code, bool HasValue)> write in _writes.All)
-            Table.Add(write.Name, write.Arity, write.Flags, (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0));
-        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, Get);
+        // Every data command: writes are sequenced and forwarded, reads are confirmed (docs/design.md).
+        foreach (CommandSpec<DataCommand> data in DataCommands.Table.All)
+        {
+            CommandHandler run = data.Flags.HasFlag(CommandFlags.Write)
+                ? (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0)
+                : (cmd, conn) => Read(cmd, conn);
+            Table.Add(data.Name, data.Arity, data.Flags, data.Keys, run);
+        }
+        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, KeySpec.One, Get);
         Table.Add(Commands.ExactlyOnce, -5, CommandFlags.Write, ExactlyOnce);
-        Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) => _replica() is { } r ? Hold(conn, r, r.Write(new Operation(OpCode.Register, [], []))) : Done(Starting));
+        Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) =>
+            _replica() is { } r ? Hold(conn, r, r.Write(new Operation(RegisterArgs))) : Done(Starting));
         Table.Add(Commands.ReplSnapshot, -5, CommandFlags.Internal, Replicate);
         Table.Add(Commands.ReplApply, -5, CommandFlags.Internal, Replicate);
+        AddTransactionCommands();
         AddServerCommands();
     }
+
+    private static readonly byte[][] RegisterArgs = [System.Text.Encoding.ASCII.GetBytes(Operation.Register)];
 
     /// <summary>Set when the server is killed: from then on nothing is answered.</summary>
     public volatile bool Killed = false;
@@ -59,26 +63,51 @@ internal sealed partial class ServerHandler : RespConnectionHandler
         return Write(cmd, conn, 4, client, seq, acked);
     }
 
+    private ValueTask<RespValue?> Read(RespCommand cmd, ConnectionContext conn) =>
+        _replica() is { } r ? Hold(conn, r, r.Read(cmd.Args)) : Done(Starting);
+
     /// <summary>A write, plain (<paramref name="at"/> 0) or inside <c>XREQ</c> (the write's name at <paramref name="at"/>).</summary>
     private ValueTask<RespValue?> Write(RespCommand cmd, ConnectionContext conn, int at, long client, long seq, long acked)
     {
-        if (!_writes.TryFind(cmd[at], out CommandSpec<(OpCode Code, bool HasValue)>? write))
-            return Done(RespValue.Error($"{ErrorCodes.Err} '{Truncate(cmd.Text(at))}' is not a write Tandem can run exactly once"));
-        int args = cmd.Count - at;
-        if (!write.AcceptsCount(args))
-        {
-            return Done(write.Name == Commands.Set && args > 3
-                ? RespValue.Error($"{ErrorCodes.Err} SET options are not supported")
-                : CommandErrors.WrongArity(write.LowerName));
-        }
-        byte[] key = cmd[at + 1];
-        byte[] value = write.Handler.HasValue ? cmd[at + 2] : [];
-        if (key.Length > _options.MaxKeyBytes)
-            return Done(RespValue.Error($"{ErrorCodes.Err} key is {key.Length} bytes; the limit is {_options.MaxKeyBytes}"));
-        if (value.Length > _options.MaxValueBytes)
-            return Done(RespValue.Error($"{ErrorCodes.Err} value is {value.Length} bytes; the limit is {_options.MaxValueBytes}"));
+        byte[][] args = at == 0 ? cmd.Args : cmd.Args[at..];
+        if (CheckWrite(args) is { } refused) return Done(refused);
         if (_replica() is not { } r) return Done(Starting);
-        return Hold(conn, r, r.Write(new Operation(write.Handler.Code, key, value, client, seq, acked)));
+        return Hold(conn, r, r.Write(new Operation(args, 0, client, seq, acked)));
+    }
+
+    /// <summary>
+    /// Why the write <paramref name="args"/> may not be sequenced (not a write, wrong arity, a key or value over
+    /// the limits), or null. A transaction (<see cref="Operation.Transaction"/>) is checked command by command.
+    /// </summary>
+    private RespValue? CheckWrite(byte[][] args)
+    {
+        if (Ascii.EqualsIgnoreCase(args[0], Operation.Transaction))
+        {
+            List<byte[][]>? commands = Operation.SplitTransaction(args);
+            if (commands is null) return RespValue.Error($"{ErrorCodes.Err} EXEC needs each command as its argument count, then its arguments");
+            foreach (byte[][] command in commands)
+            {
+                if (!DataCommands.Table.TryFind(command[0], out CommandSpec<DataCommand>? inner))
+                    return CommandErrors.Unknown(new RespCommand(command));
+                if (CheckData(inner, command) is { } error) return error;
+            }
+            return null;
+        }
+        if (!DataCommands.Table.TryFind(args[0], out CommandSpec<DataCommand>? spec) || !spec.Flags.HasFlag(CommandFlags.Write))
+            return RespValue.Error($"{ErrorCodes.Err} '{Truncate(System.Text.Encoding.UTF8.GetString(args[0]))}' is not a write Tandem can run exactly once");
+        return CheckData(spec, args);
+    }
+
+    private RespValue? CheckData(CommandSpec<DataCommand> spec, byte[][] args)
+    {
+        if (!spec.AcceptsCount(args.Length)) return CommandErrors.WrongArity(spec.LowerName);
+        foreach (int i in spec.Keys.Positions(args.Length))
+            if (args[i].Length > _options.MaxKeyBytes)
+                return RespValue.Error($"{ErrorCodes.Err} key is {args[i].Length} bytes; the limit is {_options.MaxKeyBytes}");
+        for (int i = 1; i < args.Length; i++)
+            if (args[i].Length > _options.MaxValueBytes)
+                return RespValue.Error($"{ErrorCodes.Err} value is {args[i].Length} bytes; the limit is {_options.MaxValueBytes}");
+        return null;
     }
 
     /// <summary>Hands a reply decided on <paramref name="r"/> to the connection's gate, unless it may go out now.</summary>

@@ -31,6 +31,28 @@ public sealed class ServerNode : IAsyncDisposable
         _log = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Tandem.Server");
         replica.PingRequested += () => _pingNow.TrySetResult();
         _pingLoop = PingLoopAsync(_stop.Token);
+        _expiryLoop = ExpiryLoopAsync(_stop.Token);
+    }
+
+    private readonly Task _expiryLoop;
+
+    /// <summary>
+    /// Active expiry: on the primary, every <see cref="ServerNodeOptions.ExpiryInterval"/>, one replicated write
+    /// removes the keys whose deadline has come, so that keys nobody reads again do not stay in memory.
+    /// </summary>
+    private async Task ExpiryLoopAsync(CancellationToken ct)
+    {
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                await Task.Delay(_options.ExpiryInterval, _options.TimeProvider, ct);
+                Replica.ExpireDue();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     /// <summary>This server's address (its identity in views).</summary>
@@ -153,6 +175,7 @@ public sealed class ServerNode : IAsyncDisposable
         Replica.Dispose();
         await _host.StopAsync(abort: false);
         await _pingLoop;
+        await _expiryLoop;
     }
 
     /// <summary>
@@ -166,6 +189,7 @@ public sealed class ServerNode : IAsyncDisposable
         Replica.Dispose();
         await _host.StopAsync(abort: true);
         await _pingLoop;
+        await _expiryLoop;
     }
 
     /// <inheritdoc />

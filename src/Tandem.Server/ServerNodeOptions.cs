@@ -31,6 +31,18 @@ public sealed record ServerNodeOptions
     /// </summary>
     public string? AdvertisedAddress { get; init; }
 
+    /// <summary>
+    /// How often a primary removes the keys whose deadline has come (active expiry, one replicated write each
+    /// time there are any). Default 100 ms, as Redis's.
+    /// </summary>
+    public TimeSpan ExpiryInterval
+    {
+        get => _expiryInterval;
+        init => _expiryInterval = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(ExpiryInterval));
+    }
+
+    private TimeSpan _expiryInterval = TimeSpan.FromMilliseconds(100);
+
     /// <summary>How often to ping the coordinator. Default 100 ms.</summary>
     public TimeSpan PingInterval
     {

@@ -3,16 +3,32 @@ using System.IO.Hashing;
 namespace Tandem.Storage;
 
 /// <summary>
-/// The keys and values, compactly: one array per key, <c>[key length, 1 to 5 bytes][key][value]</c>, in a hash
-/// set that hashes and compares the key part only (seeded per process, so a client cannot choose keys that all
-/// collide). A key costs its bytes, one array header and one set slot: about 40 bytes beyond the key and value,
-/// against about 100 for a dictionary of two arrays (docs/benchmarks.md). Entries are never changed in place,
-/// so a snapshot is a copy of the references.
+/// The keys and values, compactly: one array per key, <c>[key length, 1 to 5 bytes][key][value]</c>, in an
+/// open-addressing hash table (linear probing, backward-shift deletion) that hashes the key part only, seeded
+/// per process so that a client cannot choose keys that all collide. A key costs its bytes, one array header and
+/// 1.3 to 2.7 table slots of 12 bytes. Entries are never changed in place, so a snapshot is a copy of the
+/// references, and an entry's identity tells whether its key was written since (<c>WATCH</c>).
 /// </summary>
+/// <remarks>
+/// Keys may carry a deadline (Unix milliseconds): <see cref="SetDeadline"/>. The store itself never reads a
+/// clock: <see cref="RemoveExpired"/> removes the keys whose deadline has come at the time it is given, which is
+/// part of the replicated write being applied, so every copy removes the same keys at the same point.
+/// The table keeps Redis's <c>SCAN</c> guarantee: <see cref="Scan"/> visits home slots in reverse-binary order,
+/// so a key present for a whole iteration is returned at least once, even across a resize.
+/// </remarks>
 public sealed class KeyValueStore
 {
-    private readonly HashSet<byte[]> _entries;
-    private readonly HashSet<byte[]>.AlternateLookup<ReadOnlySpan<byte>> _byKey;
+    private const int MinCapacity = 16;
+    private static readonly ulong Seed = (ulong)Random.Shared.NextInt64();
+
+    private byte[]?[] _slots;
+    private uint[] _hashes;
+    private int _mask;
+    private int _count;
+
+    private readonly Dictionary<byte[], long> _deadlines = new(KeyComparer.Instance);
+    private readonly Dictionary<byte[], long>.AlternateLookup<ReadOnlySpan<byte>> _deadlineOf;
+    private readonly SortedSet<(long Deadline, byte[] Key)> _byDeadline = new(DeadlineOrder.Instance);
 
     /// <summary>An empty store.</summary>
     public KeyValueStore() : this(0) { }
@@ -20,8 +36,12 @@ public sealed class KeyValueStore
     /// <summary>An empty store with room for <paramref name="capacity"/> keys (a snapshot being received).</summary>
     public KeyValueStore(int capacity)
     {
-        _entries = new HashSet<byte[]>(capacity, EntryComparer.Instance);
-        _byKey = _entries.GetAlternateLookup<ReadOnlySpan<byte>>();
+        int slots = MinCapacity;
+        while (slots < 1 << 30 && slots * 3L / 4 < capacity) slots <<= 1;
+        _slots = new byte[]?[slots];
+        _hashes = new uint[slots];
+        _mask = slots - 1;
+        _deadlineOf = _deadlines.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>A store holding <paramref name="entries"/> (as <see cref="Entries"/> gave them, or <see cref="MakeEntry"/> made them).</summary>
@@ -33,46 +53,229 @@ public sealed class KeyValueStore
         return store;
     }
 
-    /// <summary>Adds <paramref name="entry"/> (laid out as <see cref="MakeEntry"/> does), replacing the entry of its key.</summary>
+    /// <summary>Number of keys.</summary>
+    public int Count => _count;
+
+    /// <summary>Number of keys with a deadline.</summary>
+    public int VolatileCount => _deadlines.Count;
+
+    /// <summary>The earliest deadline of any key, or <see cref="long.MaxValue"/> when no key has one.</summary>
+    public long NextDeadline => _byDeadline.Count == 0 ? long.MaxValue : _byDeadline.Min.Deadline;
+
+    /// <summary>
+    /// Adds <paramref name="entry"/> (laid out as <see cref="MakeEntry"/> does), replacing the entry of its key.
+    /// The key's deadline, if any, stays.
+    /// </summary>
     public void Put(byte[] entry)
     {
-        if (_entries.Add(entry)) return;
-        _byKey.Remove(KeyOf(entry)); // the key is set: the new entry wins
-        _entries.Add(entry);
+        ArgumentNullException.ThrowIfNull(entry);
+        ReadOnlySpan<byte> key = KeyOf(entry);
+        uint hash = Hash(key);
+        int at = Find(key, hash);
+        if (at >= 0)
+        {
+            _slots[at] = entry;
+            return;
+        }
+        if ((_count + 1) * 4L > _slots.Length * 3L) Resize(_slots.Length * 2);
+        Insert(entry, hash);
+        _count++;
     }
-
-    /// <summary>Number of keys.</summary>
-    public int Count => _entries.Count;
 
     /// <summary>The value of <paramref name="key"/>, or false if it is not set.</summary>
     public bool TryGet(ReadOnlySpan<byte> key, out ReadOnlyMemory<byte> value)
     {
-        if (_byKey.TryGetValue(key, out byte[]? entry))
+        int at = Find(key, Hash(key));
+        if (at >= 0)
         {
-            value = ValueOf(entry);
+            value = ValueOf(_slots[at]!);
             return true;
         }
         value = default;
         return false;
     }
 
-    /// <summary>Sets <paramref name="key"/> to <paramref name="value"/>.</summary>
-    public void Set(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    /// <summary>The entry of <paramref name="key"/> (its identity changes with every write of the key), or null.</summary>
+    public byte[]? EntryOf(ReadOnlySpan<byte> key)
     {
-        byte[] entry = MakeEntry(key, value);
-        _byKey.Remove(key);
-        _entries.Add(entry);
+        int at = Find(key, Hash(key));
+        return at >= 0 ? _slots[at] : null;
     }
 
-    /// <summary>Removes <paramref name="key"/>; true if it was set.</summary>
-    public bool Remove(ReadOnlySpan<byte> key) => _byKey.Remove(key);
+    /// <summary>True if <paramref name="key"/> is set.</summary>
+    public bool Contains(ReadOnlySpan<byte> key) => Find(key, Hash(key)) >= 0;
 
-    /// <summary>Every entry, by reference (a point-in-time copy of the set, not of the bytes).</summary>
+    /// <summary>Sets <paramref name="key"/> to <paramref name="value"/> and clears its deadline unless <paramref name="keepDeadline"/>.</summary>
+    public void Set(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, bool keepDeadline = false)
+    {
+        if (!keepDeadline) Persist(key);
+        Put(MakeEntry(key, value));
+    }
+
+    /// <summary>Removes <paramref name="key"/> and its deadline; true if it was set.</summary>
+    public bool Remove(ReadOnlySpan<byte> key)
+    {
+        int at = Find(key, Hash(key));
+        if (at < 0) return false;
+        Persist(key);
+        RemoveAt(at);
+        _count--;
+        if (_slots.Length > MinCapacity && _count * 10L < _slots.Length) Resize(_slots.Length / 2);
+        return true;
+    }
+
+    /// <summary>Removes every key.</summary>
+    public void Clear()
+    {
+        _slots = new byte[]?[MinCapacity];
+        _hashes = new uint[MinCapacity];
+        _mask = MinCapacity - 1;
+        _count = 0;
+        _deadlines.Clear();
+        _byDeadline.Clear();
+    }
+
+    /// <summary>The deadline of <paramref name="key"/> in Unix milliseconds, or 0 when it has none (or is not set).</summary>
+    public long DeadlineOf(ReadOnlySpan<byte> key) => _deadlineOf.TryGetValue(key, out long deadline) ? deadline : 0;
+
+    /// <summary>Gives the set key <paramref name="key"/> the deadline <paramref name="deadline"/> (Unix milliseconds, &gt; 0).</summary>
+    public void SetDeadline(ReadOnlySpan<byte> key, long deadline)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(deadline);
+        if (!Contains(key)) throw new InvalidOperationException("a deadline for a key that is not set");
+        Persist(key);
+        byte[] copy = key.ToArray();
+        _deadlines[copy] = deadline;
+        _byDeadline.Add((deadline, copy));
+    }
+
+    /// <summary>Clears the deadline of <paramref name="key"/>; true if it had one.</summary>
+    public bool Persist(ReadOnlySpan<byte> key)
+    {
+        if (_deadlines.Count == 0 || !_deadlineOf.Remove(key, out byte[]? stored, out long deadline)) return false;
+        _byDeadline.Remove((deadline, stored));
+        return true;
+    }
+
+    /// <summary>Removes every key whose deadline is at or before <paramref name="now"/>; returns how many.</summary>
+    public int RemoveExpired(long now)
+    {
+        int removed = 0;
+        while (_byDeadline.Count > 0 && _byDeadline.Min.Deadline <= now)
+        {
+            byte[] key = _byDeadline.Min.Key;
+            Remove(key);
+            removed++;
+        }
+        return removed;
+    }
+
+    /// <summary>Every key with a deadline, and the deadline.</summary>
+    public (byte[] Key, long Deadline)[] Deadlines() => [.. _deadlines.Select(d => (d.Key, d.Value))];
+
+    /// <summary>Every entry, by reference (a point-in-time copy of the table, not of the bytes).</summary>
     public byte[][] Entries()
     {
-        var all = new byte[_entries.Count][];
-        _entries.CopyTo(all);
+        var all = new byte[_count][];
+        int n = 0;
+        foreach (byte[]? entry in _slots)
+            if (entry is not null) all[n++] = entry;
         return all;
+    }
+
+    /// <summary>
+    /// One step of a <c>SCAN</c> from <paramref name="cursor"/>: adds to <paramref name="into"/> the entries of
+    /// about <paramref name="count"/> home slots' worth of keys and returns the next cursor (0 when done).
+    /// </summary>
+    public ulong Scan(ulong cursor, int count, List<byte[]> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        if (_count == 0) return 0;
+        ulong mask = (ulong)_mask;
+        int visits = Math.Max(count, 1) * 10;
+        int wanted = into.Count + Math.Max(count, 1);
+        do
+        {
+            int home = (int)(cursor & mask);
+            for (int at = home; _slots[at] is { } entry; at = (at + 1) & _mask)
+                if ((_hashes[at] & _mask) == home) into.Add(entry);
+            // Redis's reverse-binary increment: the high bits of the slot index count first, so the slots already
+            // visited stay visited when the table doubles or halves.
+            cursor |= ~mask;
+            cursor = ReverseBits(cursor);
+            cursor++;
+            cursor = ReverseBits(cursor);
+        }
+        while (cursor != 0 && into.Count < wanted && --visits > 0);
+        return cursor;
+    }
+
+    /// <summary>A key chosen at random (<paramref name="random"/> picks the slot), or null when the store is empty.</summary>
+    public byte[]? RandomEntry(Random random)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        if (_count == 0) return null;
+        int start = random.Next(_slots.Length);
+        for (int i = 0; i < _slots.Length; i++)
+            if (_slots[(start + i) & _mask] is { } entry) return entry;
+        return null;
+    }
+
+    private static ulong ReverseBits(ulong v)
+    {
+        v = ((v >> 1) & 0x5555555555555555UL) | ((v & 0x5555555555555555UL) << 1);
+        v = ((v >> 2) & 0x3333333333333333UL) | ((v & 0x3333333333333333UL) << 2);
+        v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FUL) | ((v & 0x0F0F0F0F0F0F0F0FUL) << 4);
+        return System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
+    }
+
+    private static uint Hash(ReadOnlySpan<byte> key) => (uint)XxHash3.HashToUInt64(key, (long)Seed);
+
+    private int Find(ReadOnlySpan<byte> key, uint hash)
+    {
+        for (int at = (int)(hash & (uint)_mask); _slots[at] is { } entry; at = (at + 1) & _mask)
+            if (_hashes[at] == hash && KeyOf(entry).SequenceEqual(key)) return at;
+        return -1;
+    }
+
+    private void Insert(byte[] entry, uint hash)
+    {
+        int at = (int)(hash & (uint)_mask);
+        while (_slots[at] is not null) at = (at + 1) & _mask;
+        _slots[at] = entry;
+        _hashes[at] = hash;
+    }
+
+    // Backward-shift deletion: moves later keys of the cluster into the hole when their home allows, so that
+    // every key stays reachable from its home slot with no tombstones.
+    private void RemoveAt(int hole)
+    {
+        int at = hole;
+        while (true)
+        {
+            at = (at + 1) & _mask;
+            if (_slots[at] is null) break;
+            int home = (int)(_hashes[at] & (uint)_mask);
+            // The key at `at` may move to `hole` unless its home lies cyclically in (hole, at].
+            bool homeBetween = hole <= at ? home > hole && home <= at : home > hole || home <= at;
+            if (homeBetween) continue;
+            _slots[hole] = _slots[at];
+            _hashes[hole] = _hashes[at];
+            hole = at;
+        }
+        _slots[hole] = null;
+        _hashes[hole] = 0;
+    }
+
+    private void Resize(int capacity)
+    {
+        byte[]?[] old = _slots;
+        uint[] oldHashes = _hashes;
+        _slots = new byte[]?[capacity];
+        _hashes = new uint[capacity];
+        _mask = capacity - 1;
+        for (int i = 0; i < old.Length; i++)
+            if (old[i] is { } entry) Insert(entry, oldHashes[i]);
     }
 
     /// <summary>Builds the entry of <paramref name="key"/> and <paramref name="value"/>.</summary>
@@ -142,21 +345,31 @@ public sealed class KeyValueStore
         return (at, (int)length);
     }
 
-    /// <summary>Hashes and compares entries by their key part, and finds them by a key alone.</summary>
-    private sealed class EntryComparer : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
+    /// <summary>Compares keys by content, and finds them by a span.</summary>
+    private sealed class KeyComparer : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
     {
-        private static readonly long Seed = Random.Shared.NextInt64();
+        public static KeyComparer Instance { get; } = new();
 
-        public static EntryComparer Instance { get; } = new();
+        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
 
-        public bool Equals(byte[]? x, byte[]? y) => x is not null && y is not null && KeyOf(x).SequenceEqual(KeyOf(y));
+        public int GetHashCode(byte[] key) => (int)Hash(key);
 
-        public int GetHashCode(byte[] entry) => GetHashCode(KeyOf(entry));
+        public bool Equals(ReadOnlySpan<byte> key, byte[] other) => key.SequenceEqual(other);
 
-        public bool Equals(ReadOnlySpan<byte> key, byte[] entry) => key.SequenceEqual(KeyOf(entry));
+        public int GetHashCode(ReadOnlySpan<byte> key) => (int)Hash(key);
 
-        public int GetHashCode(ReadOnlySpan<byte> key) => (int)XxHash3.HashToUInt64(key, Seed);
+        public byte[] Create(ReadOnlySpan<byte> key) => key.ToArray();
+    }
 
-        public byte[] Create(ReadOnlySpan<byte> key) => MakeEntry(key, []);
+    /// <summary>Orders deadlines by time, then key bytes.</summary>
+    private sealed class DeadlineOrder : IComparer<(long Deadline, byte[] Key)>
+    {
+        public static DeadlineOrder Instance { get; } = new();
+
+        public int Compare((long Deadline, byte[] Key) x, (long Deadline, byte[] Key) y)
+        {
+            int c = x.Deadline.CompareTo(y.Deadline);
+            return c != 0 ? c : x.Key.AsSpan().SequenceCompareTo(y.Key);
+        }
     }
 }

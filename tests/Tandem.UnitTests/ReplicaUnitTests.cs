@@ -31,15 +31,15 @@ public class ReplicaUnitTests
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "1", "2", "+OK\r\n").ToString());
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "2", "3", ":5\r\n").ToString()); // a second part
         Assert.Equal(":3", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "END", "0", "1", "30", "40").ToString());
-        Assert.Equal(":4", Repl(backup, "REPL.APPLY", "2", A, "s1", "4", "5", "", "", "0", "0", "0").ToString()); // XCLIENT: issues 41
+        Assert.Equal(":4", Repl(backup, "REPL.APPLY", "2", A, "s1", "4", "1024", "0", "0", "0", "0", "1", "XCLIENT").ToString()); // XCLIENT: issues 41
 
         backup.OnView(new View(3, B, ""));
         backup.OnView(new View(3, B, ""), acked: true, lastAckedView: 3); // replies go out once the ack is recorded
         Assert.True(backup.IsServingPrimary);
-        Assert.Equal(ErrorCodes.NoSession, (await backup.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 30, RequestSeq: 1))).ErrorCode);
-        Assert.Equal(":5", (await backup.WriteAsync(new Operation(OpCode.Append, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 40, RequestSeq: 2))).ToString());
-        Assert.Equal("+OK", (await backup.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 31, RequestSeq: 1))).ToString());
-        Assert.Equal(":42", (await backup.WriteAsync(new Operation(OpCode.Register, [], []))).ToString());
+        Assert.Equal(ErrorCodes.NoSession, (await backup.WriteAsync(Operation.Of("SET", "k", "v") with { ClientId = 30, RequestSeq = 1 })).ErrorCode);
+        Assert.Equal(":5", (await backup.WriteAsync(Operation.Of("APPEND", "k", "v") with { ClientId = 40, RequestSeq = 2 })).ToString());
+        Assert.Equal("+OK", (await backup.WriteAsync(Operation.Of("SET", "k", "v") with { ClientId = 31, RequestSeq = 1 })).ToString());
+        Assert.Equal(":42", (await backup.WriteAsync(Operation.Of("XCLIENT"))).ToString());
         Assert.Equal(1, backup.KeyCount);
     }
 
@@ -51,7 +51,7 @@ public class ReplicaUnitTests
         fresh.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
         Assert.Equal(1, fresh.ViewNumberForPing());
         Assert.False(fresh.ViewAcknowledged);
-        ValueTask<RespValue> write = fresh.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
+        ValueTask<RespValue> write = fresh.WriteAsync(Operation.Of("SET", "k", "v"));
         ValueTask<RespValue> read = fresh.ReadAsync("k"u8.ToArray());
         Assert.False(write.IsCompleted);
         Assert.False(read.IsCompleted);
@@ -79,7 +79,7 @@ public class ReplicaUnitTests
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "3", A, "s", "BEGIN", "0").ErrorCode);
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "1", A, "s", "BEGIN", "0").ErrorCode);
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "2", "10.0.0.3:1", "s", "BEGIN", "0").ErrorCode);
-        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s", "1", "1", "k", "v", "0", "0", "0").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s", "1", "1024", "0", "0", "0", "0", "3", "SET", "k", "v").ErrorCode);
     }
 
     [Fact]
@@ -88,10 +88,10 @@ public class ReplicaUnitTests
         Replica backup = NewReplica(B);
         backup.OnView(new View(2, A, B));
         InstallSnapshot(backup, 2, "s1", 5, "k", "v");
-        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1", "k", "x", "0", "0", "0").ErrorCode);
-        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1", "k", "x", "0", "0", "0").ToString());
-        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "7").ToString()); // empty batch: a read confirmation
-        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "other-session", "7").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1024", "0", "0", "0", "0", "3", "SET", "k", "x").ErrorCode);
+        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1024", "0", "0", "0", "0", "3", "SET", "k", "x").ToString());
+        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1024").ToString()); // empty batch: a read confirmation
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "other-session", "7", "1024").ErrorCode);
     }
 
     [Fact]
@@ -156,13 +156,13 @@ public class ReplicaUnitTests
         // cannot be deposed before it acknowledges; so here the history starts with a backup that never confirms.)
         Replica primary = NewReplica(A);
         primary.OnView(new View(1, A, refusing), acked: false, lastAckedView: 0);
-        ValueTask<RespValue> write = primary.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "v"u8.ToArray()));
+        ValueTask<RespValue> write = primary.WriteAsync(Operation.Of("SET", "k", "v"));
         Assert.False(write.IsCompleted);
 
         primary.OnView(new View(2, refusing, ""));
         RespValue reply = await write;
         Assert.Equal(ErrorCodes.TryAgain, reply.ErrorCode);
-        Assert.Equal(ErrorCodes.NotPrimary, (await primary.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "w"u8.ToArray()))).ErrorCode);
+        Assert.Equal(ErrorCodes.NotPrimary, (await primary.WriteAsync(Operation.Of("SET", "k", "w"))).ErrorCode);
     }
 
     [Fact]
@@ -171,7 +171,7 @@ public class ReplicaUnitTests
         Replica primary = NewReplica(A);
         primary.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
         primary.OnView(new View(1, A, ""), acked: true);
-        var op = new Operation(OpCode.PutHash, "k"u8.ToArray(), "v"u8.ToArray(), ClientId: 5, RequestSeq: 1);
+        var op = Operation.Of("PUTHASH", "k", "v") with { ClientId = 5, RequestSeq = 1 };
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
         Assert.Equal("\"\"", (await primary.WriteAsync(op)).ToString());
         Assert.Equal(1, primary.LastApplied);
@@ -187,7 +187,7 @@ public class ReplicaUnitTests
         Replica r = NewReplica(R);
         r.OnView(new View(1, R, ""), acked: false, lastAckedView: 0);
         r.OnView(new View(1, R, ""), acked: true, lastAckedView: 1);
-        for (int i = 0; i < 5; i++) await r.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "old"u8.ToArray()));
+        for (int i = 0; i < 5; i++) await r.WriteAsync(Operation.Of("SET", "k", "old"));
         Assert.Equal(5, r.CommitIndex);
 
         r.OnView(new View(4, Q, R));
@@ -199,7 +199,7 @@ public class ReplicaUnitTests
         Assert.True(r.IsServingPrimary);
         Assert.InRange(r.CommitIndex, 0, r.LastApplied);
         r.OnView(new View(5, R, Unreachable), acked: true, lastAckedView: 5);
-        ValueTask<RespValue> write = r.WriteAsync(new Operation(OpCode.Set, "k"u8.ToArray(), "w3"u8.ToArray()));
+        ValueTask<RespValue> write = r.WriteAsync(Operation.Of("SET", "k", "w3"));
         Assert.False(write.IsCompleted, "write 3 was answered although no backup has it");
         r.Dispose();
         Assert.Equal(ErrorCodes.TryAgain, (await write).ErrorCode);

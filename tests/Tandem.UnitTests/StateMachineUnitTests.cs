@@ -12,12 +12,12 @@ public class StateMachineUnitTests
     public void Apply_AllOperations_ReplyLikeRedis()
     {
         var sm = new StateMachine();
-        Assert.Equal("+OK", sm.Apply(new Operation(OpCode.Set, B("k"), B("x")), 1).ToString());
-        Assert.Equal("\"x\"", sm.Apply(new Operation(OpCode.PutHash, B("k"), B("b")), 2).ToString());
+        Assert.Equal("+OK", sm.Apply(Operation.Of("SET", "k", "x"), 1).ToString());
+        Assert.Equal("\"x\"", sm.Apply(Operation.Of("PUTHASH", "k", "b"), 2).ToString());
         Assert.Equal("1063475327", Encoding.ASCII.GetString(sm.Get(B("k"))!));
-        Assert.Equal(":12", sm.Apply(new Operation(OpCode.Append, B("k"), B("!!")), 3).ToString());
-        Assert.Equal(":1", sm.Apply(new Operation(OpCode.Delete, B("k"), []), 4).ToString());
-        Assert.Equal(":0", sm.Apply(new Operation(OpCode.Delete, B("k"), []), 5).ToString());
+        Assert.Equal(":12", sm.Apply(Operation.Of("APPEND", "k", "!!"), 3).ToString());
+        Assert.Equal(":1", sm.Apply(Operation.Of("DEL", "k"), 4).ToString());
+        Assert.Equal(":0", sm.Apply(Operation.Of("DEL", "k"), 5).ToString());
         Assert.Null(sm.Get(B("k")));
         Assert.Equal(5, sm.LastApplied);
     }
@@ -26,19 +26,19 @@ public class StateMachineUnitTests
     public void Apply_OutOfSequence_Throws()
     {
         var sm = new StateMachine();
-        sm.Apply(new Operation(OpCode.Set, B("a"), B("1")), 1);
-        Assert.Throws<InvalidOperationException>(() => sm.Apply(new Operation(OpCode.Set, B("a"), B("2")), 3));
-        Assert.Throws<InvalidOperationException>(() => sm.Apply(new Operation(OpCode.Set, B("a"), B("2")), 1));
+        sm.Apply(Operation.Of("SET", "a", "1"), 1);
+        Assert.Throws<InvalidOperationException>(() => sm.Apply(Operation.Of("SET", "a", "2"), 3));
+        Assert.Throws<InvalidOperationException>(() => sm.Apply(Operation.Of("SET", "a", "2"), 1));
     }
 
     [Fact]
     public void Snapshot_InstalledElsewhere_GivesIdenticalStateAndReplies()
     {
         var primary = new StateMachine();
-        primary.Apply(new Operation(OpCode.Set, B("a"), B("1")), 1);
-        primary.Apply(new Operation(OpCode.PutHash, B("a"), B("2"), ClientId: 9, RequestSeq: 1), 2);
+        primary.Apply(Operation.Of("SET", "a", "1"), 1);
+        primary.Apply(Operation.Of("PUTHASH", "a", "2") with { ClientId = 9, RequestSeq = 1 }, 2);
         Snapshot snapshot = primary.CreateSnapshot();
-        primary.Apply(new Operation(OpCode.Set, B("a"), B("later")), 3);
+        primary.Apply(Operation.Of("SET", "a", "later"), 3);
 
         var backup = new StateMachine();
         backup.Install(snapshot);
@@ -47,7 +47,7 @@ public class StateMachineUnitTests
         Assert.Equal(DuplicateCheck.Duplicate, backup.Duplicates.Check(9, 1, 0, out SavedReply saved));
         Assert.Equal("\"1\"", saved.Reply.ToString());
 
-        backup.Apply(new Operation(OpCode.Set, B("a"), B("later")), 3);
+        backup.Apply(Operation.Of("SET", "a", "later"), 3);
         Assert.Equal(primary.Get(B("a")), backup.Get(B("a")));
     }
 
@@ -55,13 +55,13 @@ public class StateMachineUnitTests
     public void Register_IsAWrite_ThatIssuesTheSameIdsOnEveryCopy()
     {
         var primary = new StateMachine();
-        Assert.Equal(":1", primary.Apply(new Operation(OpCode.Register, [], []), 1).ToString());
-        primary.Apply(new Operation(OpCode.Set, B("a"), B("1"), ClientId: 500, RequestSeq: 1), 2);
+        Assert.Equal(":1", primary.Apply(Operation.Of("XCLIENT"), 1).ToString());
+        primary.Apply(Operation.Of("SET", "a", "1") with { ClientId = 500, RequestSeq = 1 }, 2);
         var backup = new StateMachine();
         backup.Install(primary.CreateSnapshot());
 
-        Assert.Equal(":501", primary.Apply(new Operation(OpCode.Register, [], []), 3).ToString());
-        Assert.Equal(":501", backup.Apply(new Operation(OpCode.Register, [], []), 3).ToString());
+        Assert.Equal(":501", primary.Apply(Operation.Of("XCLIENT"), 3).ToString());
+        Assert.Equal(":501", backup.Apply(Operation.Of("XCLIENT"), 3).ToString());
         Assert.Equal(1, primary.Count);
     }
 }

@@ -1,0 +1,145 @@
+using Microsoft.AspNetCore.Connections;
+using Tandem.Net;
+using Tandem.Protocol;
+using Tandem.Storage;
+
+namespace Tandem.Server;
+
+/// <summary>
+/// MULTI, EXEC, DISCARD, WATCH and UNWATCH. A connection's queued data commands become one replicated write
+/// (<see cref="Operation.Transaction"/>), applied on the primary and on the backup as one unit, so no copy ever
+/// holds half of a transaction. WATCH remembers each key's entry; EXEC applies only if none changed, checked in
+/// the same critical section that sequences the write.
+/// </summary>
+internal sealed partial class ServerHandler
+{
+    private static readonly RespValue Queued = RespValue.Simple("QUEUED");
+    private static readonly RespValue NullArray = RespValue.Array(null);
+
+    /// <summary>One connection's transaction: open or not, the commands queued, the keys watched.</summary>
+    private sealed class Transaction
+    {
+        public bool Open;
+        public bool Failed;
+        public readonly List<RespCommand> Commands = [];
+        public readonly List<WatchedKey> Watched = [];
+
+        public void Reset()
+        {
+            Open = false;
+            Failed = false;
+            Commands.Clear();
+            Watched.Clear();
+        }
+    }
+
+    /// <summary>Commands that run at once even inside MULTI.</summary>
+    private static readonly HashSet<string> TransactionControl = ["EXEC", "DISCARD", "MULTI", "WATCH", "UNWATCH", "QUIT", "RESET"];
+
+    private void AddTransactionCommands()
+    {
+        Table.Add("MULTI", 1, CommandFlags.Fast, (_, conn) =>
+        {
+            Transaction tx = TransactionOf(conn);
+            if (tx.Open) return Done(RespValue.Error($"{ErrorCodes.Err} MULTI calls can not be nested"));
+            tx.Open = true;
+            return Done(RespValue.Ok);
+        });
+        Table.Add("DISCARD", 1, CommandFlags.Fast, (_, conn) =>
+        {
+            if (conn.Features.Get<Transaction>() is not { Open: true } tx) return Done(RespValue.Error($"{ErrorCodes.Err} DISCARD without MULTI"));
+            tx.Reset();
+            return Done(RespValue.Ok);
+        });
+        Table.Add("WATCH", -2, CommandFlags.Fast, new KeySpec(1, -1, 1), Watch);
+        Table.Add("UNWATCH", 1, CommandFlags.Fast, (_, conn) =>
+        {
+            conn.Features.Get<Transaction>()?.Watched.Clear();
+            return Done(RespValue.Ok);
+        });
+        Table.Add("EXEC", 1, CommandFlags.Write, Exec);
+    }
+
+    private static Transaction TransactionOf(ConnectionContext conn)
+    {
+        if (conn.Features.Get<Transaction>() is { } tx) return tx;
+        tx = new Transaction();
+        conn.Features.Set(tx);
+        return tx;
+    }
+
+    /// <summary>Inside MULTI, queues every command but the transaction's own; a command that cannot run fails the transaction.</summary>
+    protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        ArgumentNullException.ThrowIfNull(connection);
+        if (connection.Features.Get<Transaction>() is not { Open: true } tx || (spec is not null && TransactionControl.Contains(spec.Name)))
+            return base.ExecuteAsync(command, spec, connection);
+        RespValue? refused = null;
+        if (spec is null) refused = CommandErrors.Unknown(command);
+        else if (!spec.AcceptsCount(command.Count)) refused = CommandErrors.WrongArity(spec.LowerName);
+        else if (spec.Flags.HasFlag(CommandFlags.Internal) || spec.Name is Commands.ExactlyOnce or Commands.Register)
+            refused = RespValue.Error($"{ErrorCodes.Err} Command not allowed inside a transaction");
+        else if (DataCommands.Table.TryFind(command[0], out CommandSpec<DataCommand>? data)) refused = CheckData(data, command.Args);
+        if (refused is not null)
+        {
+            tx.Failed = true;
+            return Done(refused);
+        }
+        tx.Commands.Add(command);
+        return Done(Queued);
+    }
+
+    private ValueTask<RespValue?> Watch(RespCommand cmd, ConnectionContext conn)
+    {
+        Transaction tx = TransactionOf(conn);
+        if (tx.Open) return Done(RespValue.Error($"{ErrorCodes.Err} WATCH inside MULTI is not allowed"));
+        if (_replica() is not { } r) return Done(Starting);
+        WatchedKey[]? versions = r.Watch(cmd.Args[1..]);
+        if (versions is null) return Done(r.NotPrimaryReply());
+        tx.Watched.AddRange(versions);
+        return Done(RespValue.Ok);
+    }
+
+    private ValueTask<RespValue?> Exec(RespCommand cmd, ConnectionContext conn)
+    {
+        if (conn.Features.Get<Transaction>() is not { Open: true } tx) return Done(RespValue.Error($"{ErrorCodes.Err} EXEC without MULTI"));
+        bool failed = tx.Failed;
+        RespCommand[] commands = [.. tx.Commands];
+        WatchedKey[] watched = [.. tx.Watched];
+        tx.Reset();
+        if (failed) return Done(RespValue.Error("EXECABORT Transaction discarded because of previous errors."));
+        if (_replica() is not { } r) return Done(Starting);
+
+        // The data commands go as one write; any other command (PING, ECHO...) runs here, its reply in its place.
+        var data = new List<byte[][]>();
+        var others = new List<(int At, RespCommand Command)>();
+        for (int i = 0; i < commands.Length; i++)
+        {
+            if (DataCommands.Table.TryFind(commands[i][0], out _)) data.Add(commands[i].Args);
+            else others.Add((i, commands[i]));
+        }
+        if (data.Count == 0 && watched.Length == 0) return RunOthersAsync(commands.Length, others, null, conn);
+        Held held = r.Write(new Operation(Operation.TransactionArgs(data)), watched, NullArray);
+        ValueTask<RespValue?> applied = Hold(conn, r, held);
+        return others.Count == 0 ? applied : RunOthersAsync(commands.Length, others, applied, conn);
+    }
+
+    private async ValueTask<RespValue?> RunOthersAsync(int total, List<(int At, RespCommand Command)> others, ValueTask<RespValue?>? applied, ConnectionContext conn)
+    {
+        var replies = new RespValue[total];
+        var ran = new RespValue?[total];
+        foreach ((int at, RespCommand command) in others)
+        {
+            Table.TryFind(command[0], out CommandSpec<CommandHandler>? spec);
+            ran[at] = await base.ExecuteAsync(command, spec, conn);
+            if (ran[at] is null) return null;
+        }
+        RespValue? dataReplies = applied is { } wait ? await wait : RespValue.Array([]);
+        if (dataReplies is null) return null;
+        if (dataReplies.IsError || dataReplies.IsNull) return dataReplies; // not applied: the whole transaction fails alike
+        int next = 0;
+        for (int i = 0; i < total; i++) replies[i] = ran[i] ?? dataReplies.Items![next++];
+        return RespValue.Array(replies);
+    }
+}
