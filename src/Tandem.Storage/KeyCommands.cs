@@ -164,9 +164,10 @@ internal static class KeyCommands
                 "HELP", "    Print this help.",
             }.Select(RespValue.Simple)]);
         }
-        bool known = Is(sub, "ENCODING") || Is(sub, "REFCOUNT") || Is(sub, "FREQ") || Is(sub, "IDLETIME");
-        if (!known || a.Length != 3)
-            return RespValue.Error($"ERR unknown subcommand or wrong number of arguments for '{System.Text.Encoding.UTF8.GetString(sub)}'. Try OBJECT HELP.");
+        bool known = Is(sub, "ENCODING") || Is(sub, "REFCOUNT") || Is(sub, "FREQ") || Is(sub, "IDLETIME") || Is(sub, "HELP");
+        if (!known) return RespValue.Error($"ERR unknown subcommand '{System.Text.Encoding.UTF8.GetString(sub)}'. Try OBJECT HELP.");
+        if (a.Length != (Is(sub, "HELP") ? 2 : 3))
+            return CommandErrors.WrongArity("object|" + System.Text.Encoding.UTF8.GetString(sub).ToLowerInvariant());
         if (!c.Store.TryGet(a[2], out ReadOnlyMemory<byte> value)) return RespValue.NullBulk;
         if (Is(sub, "ENCODING")) return Bulk(RedisText.EncodingOf(value.Span));
         if (Is(sub, "REFCOUNT")) return RespValue.Int(1);
