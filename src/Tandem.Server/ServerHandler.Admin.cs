@@ -115,7 +115,12 @@ internal sealed partial class ServerHandler
         Line(text, "redis_git_dirty", 0);
         Line(text, "redis_build_id", "0");
         Line(text, "redis_mode", "standalone");
-        Line(text, "os", $"{RuntimeInformation.OSDescription} {RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant()}");
+        Line(text, "os", $"{RuntimeInformation.OSDescription} {RuntimeInformation.OSArchitecture switch
+        {
+            Architecture.X64 => "x86_64",
+            Architecture.Arm64 => "aarch64",
+            Architecture arch => arch.ToString().ToLowerInvariant(),
+        }}");
         Line(text, "arch_bits", IntPtr.Size * 8);
         Line(text, "process_id", Environment.ProcessId);
         Line(text, "process_supervised", "no");
