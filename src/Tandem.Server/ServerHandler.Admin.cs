@@ -371,6 +371,7 @@ internal sealed partial class ServerHandler
         if ((cmd.Count - 2) % 2 != 0) return CommandErrors.WrongArity("config|set");
         Dictionary<string, string> fixedValues = FixedConfig(conn).ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);
         var changes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         lock (_settable)
         {
             for (int i = 2; i < cmd.Count; i += 2)
@@ -378,7 +379,7 @@ internal sealed partial class ServerHandler
                 string name = cmd.Text(i).ToLowerInvariant(), value = cmd.Text(i + 1);
                 if (!fixedValues.TryGetValue(name, out string? current) && !_settable.ContainsKey(name))
                     return RespValue.Error($"{ErrorCodes.Err} Unknown option or number of arguments for CONFIG SET - '{Echo(cmd[i])}'");
-                if (changes.ContainsKey(name)) return SetFailed(name, "duplicate parameter");
+                if (!seen.Add(name)) return SetFailed(name, "duplicate parameter");
                 if (current is not null)
                 {
                     if (value != current) return SetFailed(name, "can't set immutable config");
