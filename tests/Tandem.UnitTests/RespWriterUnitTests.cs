@@ -120,3 +120,30 @@ public class RespWriterUnitTests
         Assert.Equal("%3\r\n", Encoding.ASCII.GetString(three.WrittenSpan));
     }
 }
+
+public class RespReaderResp3UnitTests
+{
+    [Theory]
+    [InlineData("%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n~1\r\n#t\r\n")]
+    [InlineData(">2\r\n$7\r\nmessage\r\n_\r\n")]
+    [InlineData("=9\r\ntxt:hello\r\n")]
+    [InlineData(",1.5\r\n")]
+    [InlineData(",-inf\r\n")]
+    [InlineData("#f\r\n")]
+    public void TryReadValue_Resp3_ReadsWhatTheWriterWrites(string bytes)
+    {
+        var buffer = new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(bytes));
+        Assert.True(RespReader.TryReadValue(ref buffer, RespLimits.Default, out RespValue? value));
+        Assert.Equal(0, buffer.Length);
+        var written = new ArrayBufferWriter<byte>();
+        RespWriter.WriteValue(written, value!, 3);
+        Assert.Equal(bytes, Encoding.ASCII.GetString(written.WrittenSpan));
+    }
+
+    [Fact]
+    public void TryReadValue_Resp3Partial_ConsumesNothing()
+    {
+        var buffer = new ReadOnlySequence<byte>("%2\r\n$1\r\na\r\n:1\r\n"u8.ToArray());
+        Assert.False(RespReader.TryReadValue(ref buffer, RespLimits.Default, out _));
+    }
+}
