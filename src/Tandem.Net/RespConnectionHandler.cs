@@ -129,7 +129,10 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
 
     private static readonly RespValue Pong = RespValue.Simple("PONG");
 
-    /// <summary>Creates a handler whose table holds the commands every node answers: PING, ECHO and QUIT.</summary>
+    /// <summary>
+    /// Creates a handler whose table holds the commands every node answers: PING, ECHO, QUIT and the connection
+    /// commands (HELLO, CLIENT, COMMAND...: RespConnectionHandler.Connection.cs).
+    /// </summary>
     protected RespConnectionHandler()
     {
         Table.Add("PING", -1, CommandFlags.Fast, static (command, _) => new(command.Count switch
@@ -140,6 +143,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         }));
         Table.Add("ECHO", 2, CommandFlags.Fast, static (command, _) => new(RespValue.Bulk(command[1])));
         Table.Add("QUIT", -1, CommandFlags.Fast | CommandFlags.CloseAfterReply, static (_, _) => new(RespValue.Ok));
+        AddConnectionCommands();
     }
 
     /// <summary>
@@ -174,6 +178,8 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         PipeReader input = connection.Transport.Input;
         var output = new ReplyWriter(connection.Transport.Output);
         var started = new List<ValueTask<RespValue?>>();
+        var startedMeta = new List<ReplyMeta>();
+        ClientInfo client = Connect(connection);
         var deadline = new ReadDeadline(input, FrameTimeout, IdleTimeout);
         var scan = new RespScanState();
         long reserved = 0;
@@ -200,8 +206,10 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                         closeAfterReplies = delivery != Delivery.Deliver;
                         if (delivery == Delivery.Drop) break;
                         Table.TryFind(command.Args[0], out CommandSpec<CommandHandler>? spec);
+                        long begun = Starting(client, spec);
                         started.Add(ExecuteAsync(command, spec, connection));
-                        quit = spec is not null && (spec.Flags & CommandFlags.CloseAfterReply) != 0;
+                        startedMeta.Add(Ran(client, spec, command, begun));
+                        quit = spec is not null && (spec.Flags & CommandFlags.CloseAfterReply) != 0 || client.CloseAfterReply;
                         if (delivery == Delivery.Deliver) replies++;
                     }
                 }
@@ -234,9 +242,11 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                         await output.FlushAsync();
                         return;
                     }
-                    if (!await output.WriteAsync(reply)) return;
+                    if (reply.IsError) startedMeta[i].Counted?.Stats.Fail();
+                    if (!await output.WriteAsync(reply, startedMeta[i].Protocol)) return;
                 }
                 started.Clear();
+                startedMeta.Clear();
                 if (closeAfterReplies || quit)
                 {
                     await output.FlushAsync();
@@ -274,6 +284,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         }
         finally
         {
+            Disconnect(client);
             Interlocked.Add(ref _bufferedBytes, -reserved);
             deadline.Dispose();
             await input.CompleteAsync();
@@ -312,8 +323,8 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
             return !flush.IsCompleted && !flush.IsCanceled;
         }
 
-        /// <summary>Writes one reply, flushing as it goes; false when the client is gone.</summary>
-        public async ValueTask<bool> WriteAsync(RespValue reply)
+        /// <summary>Writes one reply in RESP <paramref name="protocol"/>, flushing as it goes; false when the client is gone.</summary>
+        public async ValueTask<bool> WriteAsync(RespValue reply, int protocol)
         {
             switch (reply.Kind)
             {
@@ -329,10 +340,10 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                 case RespKind.Array when reply.Items is not null:
                     RespWriter.WriteArrayHeader(this, reply.Items.Length);
                     foreach (RespValue item in reply.Items)
-                        if (!await WriteAsync(item)) return false;
+                        if (!await WriteAsync(item, protocol)) return false;
                     return true;
                 default:
-                    RespWriter.WriteValue(this, reply);
+                    RespWriter.WriteValue(this, reply, protocol);
                     return _unflushed < OutputChunkBytes || await FlushAsync();
             }
         }

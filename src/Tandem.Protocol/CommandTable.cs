@@ -84,6 +84,9 @@ public sealed class CommandSpec<THandler>
     /// <summary>Where the command's keys are (Redis's first key, last key and step, as <c>COMMAND INFO</c> gives them).</summary>
     public KeySpec Keys { get; }
 
+    /// <summary>What the command has cost so far (<c>INFO commandstats</c>).</summary>
+    public CommandStats Stats { get; } = new();
+
     /// <summary>True when <paramref name="count"/> arguments (the name included) fit the arity.</summary>
     public bool AcceptsCount(int count) => Arity >= 0 ? count == Arity : count >= -Arity;
 }

@@ -101,7 +101,7 @@ public static class RespReader
         }
     }
 
-    /// <summary>Reads one reply value of any RESP2 type.</summary>
+    /// <summary>Reads one reply value of any RESP2 or RESP3 type (RESP3 attributes and big numbers excepted).</summary>
     public static bool TryReadValue(ref ReadOnlySequence<byte> buffer, RespLimits limits, out RespValue? value)
     {
         var reader = new SequenceReader<byte>(buffer);
@@ -130,6 +130,56 @@ public static class RespReader
             case (byte)'$':
                 if (!TryReadBulkBody(ref reader, limits, out byte[]? bytes)) return false;
                 value = RespValue.Bulk(bytes);
+                return true;
+            case (byte)'_':
+                if (!TryReadLine(ref reader, limits.MaxInlineLength, out _)) return false;
+                value = RespValue.Null;
+                return true;
+            case (byte)'#':
+                if (!TryReadLine(ref reader, limits.MaxInlineLength, out byte[] flag)) return false;
+                if (flag is not [(byte)'t' or (byte)'f']) throw new RespProtocolException("invalid boolean");
+                value = RespValue.Boolean(flag[0] == (byte)'t');
+                return true;
+            case (byte)',':
+                if (!TryReadLine(ref reader, limits.MaxInlineLength, out byte[] number)) return false;
+                string text = System.Text.Encoding.ASCII.GetString(number);
+                double d = text switch
+                {
+                    "inf" => double.PositiveInfinity,
+                    "-inf" => double.NegativeInfinity,
+                    "nan" => double.NaN,
+                    _ => double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double parsed)
+                        ? parsed : throw new RespProtocolException("invalid double"),
+                };
+                value = RespValue.FromDouble(d);
+                return true;
+            case (byte)'=':
+            case (byte)'!':
+                if (!TryReadBulkBody(ref reader, limits, out byte[]? blob)) return false;
+                if (blob is null) throw new RespProtocolException("null verbatim string or blob error");
+                if (type == (byte)'!') value = RespValue.Error(System.Text.Encoding.UTF8.GetString(blob));
+                else if (blob.Length < 4 || blob[3] != (byte)':') throw new RespProtocolException("verbatim string without a format");
+                else value = RespValue.Verbatim(System.Text.Encoding.UTF8.GetString(blob, 4, blob.Length - 4), System.Text.Encoding.ASCII.GetString(blob, 0, 3));
+                return true;
+            case (byte)'%':
+            case (byte)'~':
+            case (byte)'>':
+                if (!TryReadLength(ref reader, out long n3)) return false;
+                if (n3 < 0) throw new RespProtocolException("negative aggregate length");
+                long elements = type == (byte)'%' ? 2 * n3 : n3;
+                if (elements > limits.MaxArrayLength) throw new RespProtocolException($"aggregate longer than {limits.MaxArrayLength}");
+                var members = new List<RespValue>((int)Math.Min(elements, reader.Remaining / 2));
+                for (long i = 0; i < elements; i++)
+                {
+                    if (!TryReadValue(ref reader, limits, depth + 1, out RespValue? item)) return false;
+                    members.Add(item!);
+                }
+                value = type switch
+                {
+                    (byte)'%' => RespValue.Map([.. members]),
+                    (byte)'~' => RespValue.Set([.. members]),
+                    _ => RespValue.Push([.. members]),
+                };
                 return true;
             case (byte)'*':
                 if (!TryReadLength(ref reader, out long count)) return false;

@@ -1,0 +1,35 @@
+using Tandem.Protocol;
+
+namespace Tandem.Server;
+
+/// <summary>What <c>INFO replication</c> and <c>ROLE</c> report about this server, read at one instant.</summary>
+/// <param name="View">The newest view this server knows.</param>
+/// <param name="ServingPrimary">This server is the view's primary and may serve clients.</param>
+/// <param name="ViewAcknowledged">As primary, the coordinator has recorded its ack of the view.</param>
+/// <param name="Synced">
+/// As primary: the view's backup holds the whole state (its snapshot is installed) and receives the writes. As
+/// backup: this server has installed the view's snapshot (it holds the view).
+/// </param>
+/// <param name="SyncInProgress">As backup: the primary's snapshot is arriving.</param>
+/// <param name="LastApplied">Sequence number of the last write applied here.</param>
+/// <param name="CommitIndex">As primary: the newest write the backup acknowledged.</param>
+/// <param name="Keys">Keys held.</param>
+public readonly record struct ReplicationStatus(
+    View View, bool ServingPrimary, bool ViewAcknowledged, bool Synced, bool SyncInProgress, long LastApplied, long CommitIndex, int Keys);
+
+public sealed partial class Replica
+{
+    /// <summary>This server's role and progress, read under the lock at one instant (for <c>INFO</c> and <c>ROLE</c>).</summary>
+    public ReplicationStatus Status()
+    {
+        lock (_lock)
+        {
+            bool primary = _view.Primary == Me;
+            bool synced = primary
+                ? _view.Backup != "" && _replicator?.SyncedView == _view.Number
+                : _view.Backup == Me && _initialized && _heldView == _view.Number;
+            return new ReplicationStatus(_view, ServingPrimary, ServingPrimary && _viewAcked, synced,
+                !primary && _incoming is not null, _state.LastApplied, _commitIndex, _state.Count);
+        }
+    }
+}
