@@ -154,7 +154,7 @@ internal static class Workloads
                         if (error is null) break;
                         if (attempt > 50 || DateTime.UtcNow > deadline) throw new BenchException($"loading port {target}: {error}");
                         // A Tandem server that is no longer primary names the one that is: follow it.
-                        if (error.StartsWith("-NOTPRIMARY", StringComparison.Ordinal) && error.Contains("primary: ", StringComparison.Ordinal)
+                        if ((error.StartsWith("-NOTPRIMARY", StringComparison.Ordinal) || error.StartsWith("-READONLY", StringComparison.Ordinal)) && error.Contains("primary: ", StringComparison.Ordinal)
                             && int.TryParse(error[(error.LastIndexOf(':') + 1)..].Trim(), out int next))
                         {
                             Log($"loading: {error.Split(';')[0]}; following the primary to port {next}");

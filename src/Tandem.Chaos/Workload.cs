@@ -326,6 +326,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                         switch (reply.ErrorCode)
                         {
                             case ErrorCodes.NotPrimary:
+                            case ErrorCodes.ReadOnly:
                                 // Refused before anything was applied; ask the coordinator again.
                                 outcome = Outcome.Failed;
                                 reconnect = true;

@@ -412,7 +412,7 @@ internal static class NodeCommands
               tandem status{flag}
               tandem put KEY VALUE{flag}
               tandem get KEY{flag}
-              redis-cli -p {first}    (plain RESP on the primary; the others answer NOTPRIMARY)
+              redis-cli -p {first}    (plain RESP on the primary; the others answer READONLY to writes, NOTPRIMARY to reads)
             View changes are printed below. Press Ctrl-C to stop.
             """);
     }

@@ -336,7 +336,7 @@ public sealed class TandemClient : IAsyncDisposable
                 return reply;
             }
             // These replies promise that this attempt was not applied.
-            if (write is not null && reply.ErrorCode is ErrorCodes.NotPrimary or ErrorCodes.NoSession or ErrorCodes.Err)
+            if (write is not null && reply.ErrorCode is ErrorCodes.NotPrimary or ErrorCodes.ReadOnly or ErrorCodes.NoSession or ErrorCodes.Err)
                 write.MayHaveApplied = mayHaveApplied;
         }
         catch (Exception e) when (e is not TandemException)
@@ -356,7 +356,7 @@ public sealed class TandemClient : IAsyncDisposable
         // on the side in case it was deposed without knowing (a silent coordinator changes nothing). NOTPRIMARY
         // names the primary when the server knows it.
         if (reply.ErrorCode == ErrorCodes.TryAgain) RefreshPrimary(primary);
-        else if (reply.ErrorCode == ErrorCodes.NotPrimary) Redirect(primary, PrimaryNamedIn(reply.Text));
+        else if (reply.ErrorCode is ErrorCodes.NotPrimary or ErrorCodes.ReadOnly) Redirect(primary, PrimaryNamedIn(reply.Text));
         throw new RetryableException($"waiting for primary {primary}: it answered {reply.Text}");
     }
 

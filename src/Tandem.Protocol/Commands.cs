@@ -77,5 +77,12 @@ public static class ErrorCodes
     public const string NotLeader = "NOTLEADER";
 
     /// <summary>True when a client should retry the request (possibly on another node).</summary>
-    public static bool IsRetryable(string code) => code is NotPrimary or TryAgain or StaleView or NotLeader;
+    public static bool IsRetryable(string code) => code is NotPrimary or ReadOnly or TryAgain or StaleView or NotLeader;
+
+    /// <summary>
+    /// A write sent to a server that is not the primary, in Redis's words for a replica
+    /// (<c>READONLY You can't write against a read only replica.</c>), followed by Tandem's detail and, when known,
+    /// <c>primary: HOST:PORT</c>. Nothing was applied. Client libraries take it as "the primary moved".
+    /// </summary>
+    public const string ReadOnly = "READONLY";
 }

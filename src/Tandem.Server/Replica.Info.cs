@@ -14,8 +14,10 @@ namespace Tandem.Server;
 /// <param name="LastApplied">Sequence number of the last write applied here.</param>
 /// <param name="CommitIndex">As primary: the newest write the backup acknowledged.</param>
 /// <param name="Keys">Keys held.</param>
+/// <param name="VolatileKeys">Keys held that have a deadline.</param>
 public readonly record struct ReplicationStatus(
-    View View, bool ServingPrimary, bool ViewAcknowledged, bool Synced, bool SyncInProgress, long LastApplied, long CommitIndex, int Keys);
+    View View, bool ServingPrimary, bool ViewAcknowledged, bool Synced, bool SyncInProgress, long LastApplied, long CommitIndex, int Keys,
+    int VolatileKeys);
 
 public sealed partial class Replica
 {
@@ -29,7 +31,7 @@ public sealed partial class Replica
                 ? _view.Backup != "" && _replicator?.SyncedView == _view.Number
                 : _view.Backup == Me && _initialized && _heldView == _view.Number;
             return new ReplicationStatus(_view, ServingPrimary, ServingPrimary && _viewAcked, synced,
-                !primary && _incoming is not null, _state.LastApplied, _commitIndex, _state.Count);
+                !primary && _incoming is not null, _state.LastApplied, _commitIndex, _state.Count, _state.VolatileCount);
         }
     }
 }

@@ -274,7 +274,7 @@ public sealed partial class Replica : IDisposable
     {
         lock (_lock)
         {
-            if (!ServingPrimary) return new Held(NotPrimaryError());
+            if (!ServingPrimary) return new Held(NotPrimaryError(write: true));
             long seq;
             RespValue reply;
             SavedReply saved = default;
@@ -600,12 +600,15 @@ public sealed partial class Replica : IDisposable
     /// <summary>The error a client gets from a server that is not serving as primary.</summary>
     public RespValue NotPrimaryReply() { lock (_lock) return NotPrimaryError(); }
 
-    private RespValue NotPrimaryError()
+    private RespValue NotPrimaryError(bool write = false)
     {
         View v = _view;
         string primary = v.Primary == "" || v.Primary == Me ? "unknown" : v.Primary;
         string why = v.Primary == Me ? "is not initialized" : v.Backup == Me ? "is the backup" : "is not the primary";
-        return RespValue.Error($"{ErrorCodes.NotPrimary} {Me} {why} in view {v.Number}; primary: {primary}");
+        // A write gets Redis's replica error, which client libraries know; a read keeps Tandem's own code.
+        return write
+            ? RespValue.Error($"{ErrorCodes.ReadOnly} You can't write against a read only replica. {Me} {why} in view {v.Number}; primary: {primary}")
+            : RespValue.Error($"{ErrorCodes.NotPrimary} {Me} {why} in view {v.Number}; primary: {primary}");
     }
 
     /// <summary>Stops all replication and fails every waiting request (the server is going away).</summary>

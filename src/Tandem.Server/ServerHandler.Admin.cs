@@ -290,7 +290,7 @@ internal sealed partial class ServerHandler
     {
         text.Append("# Keyspace\r\n");
         if (r is null || status is not { } s) return;
-        if (s.Keys > 0) text.Append(CultureInfo.InvariantCulture, $"db0:keys={s.Keys},expires=0,avg_ttl=0\r\n");
+        if (s.Keys > 0) text.Append(CultureInfo.InvariantCulture, $"db0:keys={s.Keys},expires={s.VolatileKeys},avg_ttl=0\r\n");
         Line(text, "tandem_keys", s.Keys);
         Line(text, "tandem_last_applied", s.LastApplied);
         text.Append(r.SessionInfo());

@@ -60,6 +60,13 @@ internal sealed partial class ServerHandler
         Table.Add("EXEC", 1, CommandFlags.Write, Exec);
     }
 
+    /// <summary>RESET ends the connection's transaction and forgets its watched keys.</summary>
+    protected override void OnReset(ConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        connection.Features.Get<Transaction>()?.Reset();
+    }
+
     private static Transaction TransactionOf(ConnectionContext conn)
     {
         if (conn.Features.Get<Transaction>() is { } tx) return tx;

@@ -162,7 +162,7 @@ public class ReplicaUnitTests
         primary.OnView(new View(2, refusing, ""));
         RespValue reply = await write;
         Assert.Equal(ErrorCodes.TryAgain, reply.ErrorCode);
-        Assert.Equal(ErrorCodes.NotPrimary, (await primary.WriteAsync(Operation.Of("SET", "k", "w"))).ErrorCode);
+        Assert.Equal(ErrorCodes.ReadOnly, (await primary.WriteAsync(Operation.Of("SET", "k", "w"))).ErrorCode);
     }
 
     [Fact]
