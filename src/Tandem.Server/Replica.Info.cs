@@ -35,3 +35,25 @@ public sealed partial class Replica
         }
     }
 }
+
+public sealed partial class Replica
+{
+    /// <summary>
+    /// For <c>WAIT</c>: the newest write applied so far (every earlier write of any connection, the caller's
+    /// included), or null when this server is not serving as primary.
+    /// </summary>
+    public long? NewestWrite()
+    {
+        lock (_lock) return ServingPrimary ? _state.LastApplied : null;
+    }
+
+    /// <summary>For <c>WAIT</c>: how many replicas hold every write through <paramref name="seq"/> (0 or 1: the view's synced backup).</summary>
+    public int ReplicasHolding(long seq)
+    {
+        lock (_lock)
+        {
+            bool synced = _view.Backup != "" && !_soleCopy && _replicator?.SyncedView == _view.Number;
+            return ServingPrimary && synced && _commitIndex >= seq ? 1 : 0;
+        }
+    }
+}

@@ -38,9 +38,42 @@ internal sealed partial class ServerHandler : RespConnectionHandler
             _replica() is { } r ? Hold(conn, r, r.Write(new Operation(RegisterArgs))) : Done(Starting));
         Table.Add(Commands.ReplSnapshot, -5, CommandFlags.Internal, Replicate);
         Table.Add(Commands.ReplApply, -5, CommandFlags.Internal, Replicate);
+        Table.Add("WAIT", 3, CommandFlags.None, Wait);
         AddTransactionCommands();
         AddServerCommands();
     }
+
+    /// <summary>
+    /// <c>WAIT numreplicas timeout</c>: how many replicas hold every write this connection made before it (every
+    /// write applied so far), waiting up to <c>timeout</c> ms (0: until reached) for <c>numreplicas</c> of them.
+    /// Tandem has one replica, the backup; a write is answered only once the backup holds it, so the answer is
+    /// 1 unless there is no synced backup.
+    /// </summary>
+    private ValueTask<RespValue?> Wait(RespCommand cmd, ConnectionContext conn)
+    {
+        if (!RedisText.TryParseLong(cmd[1], out long wanted) || !RedisText.TryParseLong(cmd[2], out long timeoutMs)) return Done(DataErrors.NotInteger);
+        if (timeoutMs < 0) return Done(RespValue.Error($"{ErrorCodes.Err} timeout is negative"));
+        if (_replica() is not { } r) return Done(Starting);
+        if (r.NewestWrite() is not { } target) return Done(RespValue.Error($"{ErrorCodes.Err} WAIT cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated."));
+        if (wanted <= 0 || r.ReplicasHolding(target) >= wanted) return Done(RespValue.Int(r.ReplicasHolding(target)));
+        return WaitForReplicasAsync(r, target, wanted, timeoutMs);
+    }
+
+    private async ValueTask<RespValue?> WaitForReplicasAsync(Replica r, long target, long wanted, long timeoutMs)
+    {
+        TimeProvider time = _options.TimeProvider;
+        long start = time.GetTimestamp();
+        while (!Killed && r.ReplicasHolding(target) < wanted && (timeoutMs == 0 || time.GetElapsedTime(start).TotalMilliseconds < timeoutMs))
+        {
+            // Waits for the commit of the writes (bounded by the commit timeout), then checks again.
+            Task commit = r.WaitAsync(target, confirm: false).AsTask();
+            TimeSpan left = timeoutMs == 0 ? _options.CommitTimeout : TimeSpan.FromMilliseconds(timeoutMs) - time.GetElapsedTime(start);
+            if (left > TimeSpan.Zero) await Task.WhenAny(commit, Task.Delay(Min(left, _options.PingInterval), time));
+        }
+        return Killed ? null : RespValue.Int(r.ReplicasHolding(target));
+    }
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
     private static readonly byte[][] RegisterArgs = [System.Text.Encoding.ASCII.GetBytes(Operation.Register)];
 
