@@ -50,6 +50,7 @@ public sealed class CoordinatorNode : IAsyncDisposable
         viewService.ViewChanged += view => log.LogInformation("new {View}", view);
         var handler = new CoordinatorHandler(viewService, group)
         {
+            ServiceName = options.ServiceName,
             MaxFrameBytes = CoordinatorNodeOptions.MaxFrameBytes,
             MaxBufferedBytes = options.MaxBufferedBytes,
             FrameTimeout = options.FrameTimeout,

@@ -177,6 +177,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         var deadline = new ReadDeadline(input, FrameTimeout, IdleTimeout);
         var scan = new RespScanState();
         long reserved = 0;
+        PushChannel? pushes = OpenPushChannel(connection, input); // null unless the node has pub/sub (RespConnectionHandler.PubSub.cs)
         try
         {
             while (true)
@@ -234,7 +235,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                         await output.FlushAsync();
                         return;
                     }
-                    if (!await output.WriteAsync(reply)) return;
+                    if (!await WriteReplyAsync(output, reply)) return;
                 }
                 started.Clear();
                 if (closeAfterReplies || quit)
@@ -249,10 +250,11 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                     await output.FlushAsync();
                     return;
                 }
+                if (!await WritePushesAsync(pushes, output)) return; // messages published to this subscriber, between batches
                 if (!await output.FlushAsync()) return;
                 if (batchFull) continue;
                 if (result.IsCompleted) return;
-                if (result.IsCanceled && !deadline.MayHaveWoken) return; // canceled by someone else: stop, as always
+                if (result.IsCanceled && !deadline.MayHaveWoken && pushes?.MayHaveWoken != true) return; // canceled by someone else: stop, as always
 
                 // The clocks start now, after the replies went out: only the client's own slowness counts.
                 switch (deadline.Next(unparsed > 0, consumed))
@@ -275,6 +277,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         finally
         {
             Interlocked.Add(ref _bufferedBytes, -reserved);
+            ClosePushChannel(pushes);
             deadline.Dispose();
             await input.CompleteAsync();
             await output.Output.CompleteAsync();

@@ -37,6 +37,7 @@ internal sealed partial class ServerHandler : RespConnectionHandler
         Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) => _replica() is { } r ? Hold(conn, r, r.Write(new Operation(OpCode.Register, [], []))) : Done(Starting));
         Table.Add(Commands.ReplSnapshot, -5, CommandFlags.Internal, Replicate);
         Table.Add(Commands.ReplApply, -5, CommandFlags.Internal, Replicate);
+        AddSentinelClientCommands(); // ServerHandler.Sentinel.cs: ROLE (AddServerCommands, after it, may replace it)
         AddServerCommands();
     }
 
