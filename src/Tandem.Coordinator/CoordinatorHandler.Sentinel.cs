@@ -210,10 +210,10 @@ public sealed partial class CoordinatorHandler
     /// </summary>
     private static RespValue IsMasterDown(RespCommand command, SentinelState state)
     {
-        if (!command.TryLong(2, out long port) || !command.TryLong(3, out _))
+        if (!command.TryLong(3, out long port) || !command.TryLong(4, out _))
             return RespValue.Error($"{ErrorCodes.Err} value is not an integer or out of range");
         (string ip, string primaryPort) = SplitHostPort(state.View.Primary);
-        bool isPrimary = state.View.Primary != "" && command.Text(1) == ip && primaryPort == Num(port);
+        bool isPrimary = state.View.Primary != "" && command.Text(2) == ip && primaryPort == Num(port);
         return RespValue.Array([RespValue.Int(isPrimary && state.Down(state.View.Primary) ? 1 : 0), RespValue.Bulk("*"), RespValue.Int(0)]);
     }
 
