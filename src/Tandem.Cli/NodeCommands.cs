@@ -45,9 +45,18 @@ internal static class NodeCommands
         Option<TimeSpan?> electionTimeout = CliParsers.Duration("--election-timeout", DefaultElectionTimeout,
             "Followers elect a new leader after hearing nothing from it for a random time between this and twice this.");
 
+        var serviceName = new Option<string>("--service-name")
+        {
+            HelpName = "NAME",
+            Description = "The master name Redis Sentinel clients ask for (SENTINEL get-master-addr-by-name NAME); the same on every member.",
+            DefaultValueFactory = _ => CoordinatorHandler.DefaultServiceName,
+        };
+        CliParsers.Reject(serviceName, r => !CoordinatorHandler.IsServiceName(r.GetValueOrDefault<string>()),
+            "--service-name must be one word of printable ASCII (at most 128 characters)");
+
         var command = new Command("coordinator", "Run a member of the coordinator group (the view service).")
         {
-            listen, peers, dataDir, pingInterval, deadPings, raftOffset, electionTimeout, maxConnections, maxBuffered, frameTimeout,
+            listen, peers, dataDir, pingInterval, deadPings, raftOffset, electionTimeout, maxConnections, maxBuffered, frameTimeout, serviceName,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -74,6 +83,7 @@ internal static class NodeCommands
                     MaxConnections = parse.GetValue(maxConnections),
                     MaxBufferedBytes = parse.GetValue(maxBuffered),
                     FrameTimeout = parse.GetDuration(frameTimeout, Tandem.Net.RespConnectionHandler.DefaultFrameTimeout),
+                    ServiceName = parse.GetValue(serviceName)!,
                     LoggerFactory = logging,
                 }, ct);
             }

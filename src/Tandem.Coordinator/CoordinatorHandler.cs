@@ -13,7 +13,8 @@ namespace Tandem.Coordinator;
 /// <c>VS.UNREACHABLE primary viewnum backup</c>, <c>VS.VIEW</c>, <c>VS.STATUS</c> (one JSON bulk string),
 /// <c>VS.MEMBER</c>, <c>VS.NEWHISTORY</c>, <c>VS.ADDMEMBER</c> and <c>VS.REMOVEMEMBER</c>. A member of a group
 /// that does not lead answers <c>PING</c> and <c>VS.MEMBER</c> itself and everything else with
-/// <c>NOTLEADER</c>, naming the leader when it knows it. Anything unknown gets an <c>ERR</c> reply.
+/// <c>NOTLEADER</c>, naming the leader when it knows it. Every member answers the Redis Sentinel discovery API
+/// (CoordinatorHandler.Sentinel.cs). Anything unknown gets an <c>ERR</c> reply.
 /// </summary>
 public sealed partial class CoordinatorHandler : RespConnectionHandler
 {
@@ -35,6 +36,7 @@ public sealed partial class CoordinatorHandler : RespConnectionHandler
         Table.Add(Commands.VsNewHistory, -1, CommandFlags.Internal, LeaderOnly(NewHistoryAsync));
         Table.Add(Commands.VsAddMember, 2, CommandFlags.Internal, LeaderOnly(c => ChangeMembersAsync(c, add: true)));
         Table.Add(Commands.VsRemoveMember, 2, CommandFlags.Internal, LeaderOnly(c => ChangeMembersAsync(c, add: false)));
+        AddSentinelCommands();
     }
 
     /// <summary>The engine this endpoint serves.</summary>

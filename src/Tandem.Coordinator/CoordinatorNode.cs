@@ -36,6 +36,9 @@ public sealed class CoordinatorNode : IAsyncDisposable
     /// <summary>The engine.</summary>
     public ViewService ViewService { get; }
 
+    /// <summary>The channels clients subscribe to on this coordinator (<c>+switch-master</c> is published there).</summary>
+    public PubSubHub Events => _handler.Events;
+
     /// <summary>Starts listening on <see cref="CoordinatorNodeOptions.Listen"/> and starts applying the view rules.</summary>
     public static async Task<CoordinatorNode> StartAsync(CoordinatorNodeOptions options, CancellationToken cancellationToken = default)
     {
@@ -50,6 +53,7 @@ public sealed class CoordinatorNode : IAsyncDisposable
         viewService.ViewChanged += view => log.LogInformation("new {View}", view);
         var handler = new CoordinatorHandler(viewService, group)
         {
+            ServiceName = options.ServiceName,
             MaxFrameBytes = CoordinatorNodeOptions.MaxFrameBytes,
             MaxBufferedBytes = options.MaxBufferedBytes,
             FrameTimeout = options.FrameTimeout,

@@ -9,6 +9,7 @@ public sealed record CoordinatorNodeOptions
 {
     private readonly int _maxConnections = RespHost.DefaultMaxConnections;
     private readonly long _maxBufferedBytes = RespConnectionHandler.DefaultMaxBufferedBytes;
+    private readonly string _serviceName = CoordinatorHandler.DefaultServiceName;
 
     /// <summary>Where to listen. Port 0 picks a free port.</summary>
     public required IPEndPoint Listen { get; init; }
@@ -51,6 +52,18 @@ public sealed record CoordinatorNodeOptions
     /// Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/> turns it off.
     /// </summary>
     public TimeSpan FrameTimeout { get; init; } = RespConnectionHandler.DefaultFrameTimeout;
+
+    /// <summary>
+    /// The master name clients of the Redis Sentinel API ask for (<c>SENTINEL get-master-addr-by-name NAME</c>):
+    /// default <c>tandem</c>; one word of printable ASCII.
+    /// </summary>
+    public string ServiceName
+    {
+        get => _serviceName;
+        init => _serviceName = CoordinatorHandler.IsServiceName(value)
+            ? value
+            : throw new ArgumentException($"'{value}' is not a service name: one word of printable ASCII", nameof(ServiceName));
+    }
 
     /// <summary>Where to log. Null logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }

@@ -183,6 +183,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         var deadline = new ReadDeadline(input, FrameTimeout, IdleTimeout);
         var scan = new RespScanState();
         long reserved = 0;
+        PushChannel? pushes = OpenPushChannel(connection, input); // null unless the node has pub/sub (RespConnectionHandler.PubSub.cs)
         try
         {
             while (true)
@@ -243,7 +244,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                         return;
                     }
                     if (reply.IsError) startedMeta[i].Counted?.Stats.Fail();
-                    if (!await output.WriteAsync(reply, startedMeta[i].Protocol)) return;
+                    if (!await WriteReplyAsync(output, reply, startedMeta[i].Protocol)) return;
                 }
                 started.Clear();
                 startedMeta.Clear();
@@ -259,10 +260,11 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                     await output.FlushAsync();
                     return;
                 }
+                if (!await WritePushesAsync(pushes, output)) return; // messages published to this subscriber, between batches
                 if (!await output.FlushAsync()) return;
                 if (batchFull) continue;
                 if (result.IsCompleted) return;
-                if (result.IsCanceled && !deadline.MayHaveWoken) return; // canceled by someone else: stop, as always
+                if (result.IsCanceled && !deadline.MayHaveWoken && pushes?.MayHaveWoken != true) return; // canceled by someone else: stop, as always
 
                 // The clocks start now, after the replies went out: only the client's own slowness counts.
                 switch (deadline.Next(unparsed > 0, consumed))
@@ -286,6 +288,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         {
             Disconnect(client);
             Interlocked.Add(ref _bufferedBytes, -reserved);
+            ClosePushChannel(pushes);
             deadline.Dispose();
             await input.CompleteAsync();
             await output.Output.CompleteAsync();
