@@ -56,7 +56,7 @@ internal sealed partial class ServerHandler
     }
 
     /// <inheritdoc />
-    protected override string HelloRole => _replica()?.View.Primary is { Length: > 0 } p && p == _replica()?.Me ? "master" : "replica";
+    protected override string HelloRole => _replica()?.IsServingPrimary == true ? "master" : "replica";
 
     // ---- INFO ----
 
@@ -225,7 +225,8 @@ internal sealed partial class ServerHandler
             return;
         }
         View v = s.View;
-        bool primary = v.Primary == r.Me;
+        // "master" exactly when writes are served here (a primary not yet holding its view's state answers READONLY).
+        bool primary = s.ServingPrimary;
         if (primary)
         {
             Line(text, "role", "master");
@@ -315,7 +316,7 @@ internal sealed partial class ServerHandler
     {
         if (_replica() is not { } r) return RespValue.Array([RespValue.Bulk("slave"), RespValue.Bulk(""), RespValue.Int(0), RespValue.Bulk("connect"), RespValue.Int(-1)]);
         ReplicationStatus s = r.Status();
-        if (s.View.Primary == r.Me)
+        if (s.ServingPrimary)
         {
             RespValue[] replicas = [];
             if (s.View.Backup.Length > 0)

@@ -52,7 +52,9 @@ internal sealed partial class ServerHandler
         }
     }
 
-    private bool IsPrimary() => _replica() is { } r && r.View.Primary == r.Me;
+    // The same test as the one that decides between serving a write and READONLY, and as ROLE and INFO's role:
+    // a client that saw "master" gets its writes served, one that got READONLY is told to reconnect.
+    private bool IsPrimary() => _replica() is { } r && r.IsServingPrimary;
 
     private void WatchRole()
     {

@@ -342,7 +342,7 @@ internal static class StringCommands
         c.Store.TryGet(a[2], out ReadOnlyMemory<byte> bm);
         ReadOnlySpan<byte> x = am.Span, y = bm.Span;
         long cells = (x.Length + 1L) * (y.Length + 1L);
-        if (cells > 64L * 1024 * 1024) return RespValue.Error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        if (cells > 16L * 1024 * 1024) return RespValue.Error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
         int cols = y.Length + 1;
         var table = new int[cells];
         for (int i = 1; i <= x.Length; i++)

@@ -93,6 +93,18 @@ public static class DispatchFuzzer
     [
         "GET", "SET", "PUTHASH", "APPEND", "DEL", "XREQ", "XCLIENT", "PING", "ECHO", "INFO", "SELECT", "CLIENT", "CONFIG", "COMMAND",
         "HELLO", "QUIT", "REPL.SNAPSHOT", "REPL.APPLY", "VS.PING", "VS.VIEW", "VS.STATUS",
+        "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "WAIT", "RESET", "ROLE", "TIME",
+        .. Tandem.Storage.DataCommands.Table.All.Select(c => c.Name).Where(n => n is not ("FLUSHALL" or "FLUSHDB") && !DataNames.Contains(n)),
+    ];
+
+    // Written by the first list; FLUSHALL and FLUSHDB would remove the sentinel key the run checks at the end.
+    private static readonly string[] DataNames = ["GET", "SET", "PUTHASH", "APPEND", "DEL"];
+
+    /// <summary>The option words of the data commands, sent among their arguments.</summary>
+    private static readonly string[] Options =
+    [
+        "EX", "PX", "EXAT", "PXAT", "NX", "XX", "GT", "LT", "GET", "KEEPTTL", "PERSIST", "BYTE", "BIT", "MATCH", "COUNT", "TYPE",
+        "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "REPLACE", "DB", "ENCODING", "REFCOUNT", "FREQ", "IDLETIME", "HELP", "*", "fz?",
     ];
 
     private static readonly string[] Numbers =
@@ -394,7 +406,7 @@ public static class DispatchFuzzer
                     args.Add(Num(_rng.Next(3) == 0 ? Numbers[_rng.Next(Numbers.Length)] : _rng.Next(0, 3).ToString(CultureInfo.InvariantCulture)));
                     if (_rng.Next(6) != 0)
                     {
-                        string inner = new[] { "SET", "PUTHASH", "APPEND", "DEL", "GET", "XREQ", "PING" }[_rng.Next(7)];
+                        string inner = new[] { "SET", "PUTHASH", "APPEND", "DEL", "GET", "XREQ", "PING", "INCR", "EXPIRE", "EXEC", "MSET", "SETRANGE" }[_rng.Next(12)];
                         args.Add(Encoding.ASCII.GetBytes(NearName(inner)));
                         int n = inner == "DEL" ? 1 : 2;
                         if (_rng.Next(5) == 0) n = _rng.Next(5);
@@ -405,6 +417,11 @@ public static class DispatchFuzzer
                 case "REPL.APPLY":
                     Replication(name, args);
                     break;
+                case "WAIT":
+                    // A WAIT for more replicas than exist with no timeout blocks for ever, as in Redis: not a hang.
+                    args.Add(Num(new[] { "0", "1", "2", "x" }[_rng.Next(4)]));
+                    args.Add(Num(new[] { "1", "10", "-1", "y" }[_rng.Next(4)]));
+                    break;
                 case "VS.PING":
                     // Never in a real server's name: that forces a view change (security.md), which is not a bug.
                     args.Add(Encoding.ASCII.GetBytes(_rng.Next(3) == 0 ? "" : $"10.255.{_rng.Next(4)}.{_rng.Next(4)}:{_rng.Next(1, 4)}"));
@@ -413,7 +430,10 @@ public static class DispatchFuzzer
                     break;
                 default:
                     int count = _rng.Next(5) == 0 ? _rng.Next(10) : name is "SET" or "PUTHASH" or "APPEND" ? 2 : name is "GET" or "DEL" or "ECHO" or "SELECT" ? 1 : _rng.Next(2);
-                    for (int i = 0; i < count; i++) args.Add(i == 0 ? Key() : Value());
+                    if (Tandem.Storage.DataCommands.Table.TryFind(Encoding.ASCII.GetBytes(name), out var data) && !DataNames.Contains(name))
+                        count = Math.Abs(data.Arity) - 1 + (_rng.Next(3) == 0 ? _rng.Next(6) : 0);
+                    for (int i = 0; i < count; i++)
+                        args.Add(i == 0 ? Key() : _rng.Next(4) == 0 ? Encoding.ASCII.GetBytes(Options[_rng.Next(Options.Length)]) : Value());
                     break;
             }
             return args;
