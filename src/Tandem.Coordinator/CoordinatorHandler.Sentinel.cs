@@ -53,7 +53,9 @@ public sealed partial class CoordinatorHandler
     {
         AddPubSubCommands(_events);
         _announcedPrimary = ViewService.CurrentView.Primary;
-        ViewService.ViewChanged += AnnounceSwitch;
+        // Announced once the new primary has acknowledged its view: by then it knows its role, so a client that
+        // moves to it at once finds it serving (ROLE says master, writes are taken), not still a replica.
+        ViewService.ViewAcknowledged += AnnounceSwitch;
         Table.Add("SENTINEL", -2, CommandFlags.Fast, (command, _) => new(Sentinel(command)));
         Table.Add("INFO", -1, CommandFlags.Fast, (command, _) => new(RespValue.Bulk(Info(command))));
         Table.Add("ROLE", 1, CommandFlags.Fast, (_, _) => new(RespValue.Array([RespValue.Bulk("sentinel"), RespValue.Array([RespValue.Bulk(ServiceName)])])));
@@ -64,7 +66,7 @@ public sealed partial class CoordinatorHandler
     protected override ValueTask<RespValue?> ExecuteAsync(RespCommand command, CommandSpec<CommandHandler>? spec, ConnectionContext connection) =>
         SubscribedContextReply(command, spec, connection) is { } reply ? new(reply) : base.ExecuteAsync(command, spec, connection);
 
-    /// <summary>Publishes <c>+switch-master name old-ip old-port new-ip new-port</c> when a view with another primary is applied.</summary>
+    /// <summary>Publishes <c>+switch-master name old-ip old-port new-ip new-port</c> when a view with another primary is acknowledged.</summary>
     private void AnnounceSwitch(View view)
     {
         string old;
@@ -78,6 +80,15 @@ public sealed partial class CoordinatorHandler
         (string oldHost, string oldPort) = SplitHostPort(old);
         (string newHost, string newPort) = SplitHostPort(view.Primary);
         _events.Publish(SwitchMasterChannel, $"{ServiceName} {oldHost} {oldPort} {newHost} {newPort}");
+    }
+
+    /// <summary>
+    /// The primary clients are sent to: the last one that acknowledged its view (so that it serves when they
+    /// arrive), or the view's primary before any has.
+    /// </summary>
+    private string AnnouncedPrimary(SentinelState state)
+    {
+        lock (_sentinelLock) return _announcedPrimary != "" ? _announcedPrimary : state.View.Primary;
     }
 
     private RespValue Sentinel(RespCommand command)
@@ -102,9 +113,9 @@ public sealed partial class CoordinatorHandler
             "master" => MasterFields(state),
             "replicas" or "slaves" => RespValue.Array(state.View.Backup == "" ? [] : [ReplicaFields(state)]),
             "sentinels" => RespValue.Array(state.Others.Select(m => SentinelFields(state, m)).ToArray()),
-            "get-master-addr-by-name" => command.Text(2) != ServiceName || state.View.Primary == ""
+            "get-master-addr-by-name" => command.Text(2) != ServiceName || AnnouncedPrimary(state) == ""
                 ? RespValue.Array(null)
-                : AddressPair(state.View.Primary),
+                : AddressPair(AnnouncedPrimary(state)),
             "is-master-down-by-addr" => IsMasterDown(command, state),
             "myid" => RespValue.Bulk(RunId),
             "ckquorum" => state.Usable >= state.Quorum

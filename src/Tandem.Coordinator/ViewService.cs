@@ -79,13 +79,14 @@ public sealed class ViewService
     /// <returns>Whether the record took effect.</returns>
     public bool Apply(ViewRecord record)
     {
-        bool changed;
+        bool changed, ackedNow;
         lock (_tickLock)
         {
             lock (_lock)
             {
                 if (record.BaseNumber >= 0 && (record.BaseNumber != _view.Number || record.BaseAcked != _acked)) return false;
                 changed = record.View != _view;
+                ackedNow = record.Acked && (changed || !_acked);
                 if (changed) Install(record.View);
                 _acked = record.Acked;
                 _lastAcked = record.LastAcked;
@@ -95,6 +96,7 @@ public sealed class ViewService
                     p.Restarted = false;
             }
             if (changed) RaiseViewChanged(record.View);
+            if (ackedNow) RaiseViewAcknowledged(record.View);
         }
         return true;
     }
@@ -103,6 +105,19 @@ public sealed class ViewService
     public ViewRecord Record
     {
         get { lock (_lock) return new ViewRecord(_view, _acked, _lastAcked); }
+    }
+
+    /// <summary>Raises <see cref="ViewAcknowledged"/>; a handler that throws is not let out.</summary>
+    private void RaiseViewAcknowledged(View view)
+    {
+        try
+        {
+            ViewAcknowledged?.Invoke(view);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            System.Diagnostics.Trace.TraceError($"a ViewAcknowledged handler failed: {e}");
+        }
     }
 
     /// <summary>Raises <see cref="ViewChanged"/>; a handler that throws is not let out (it would stop the group's apply loop).</summary>
@@ -151,6 +166,12 @@ public sealed class ViewService
 
     /// <summary>Raised after every view change, outside the engine's lock, in view order.</summary>
     public event Action<View>? ViewChanged;
+
+    /// <summary>
+    /// Raised, outside the engine's lock, when the current view's primary has acknowledged it (recorded): from then
+    /// on that primary knows its role and serves.
+    /// </summary>
+    public event Action<View>? ViewAcknowledged;
 
     /// <summary>The current view.</summary>
     public View CurrentView
@@ -208,6 +229,8 @@ public sealed class ViewService
         ArgumentException.ThrowIfNullOrEmpty(server);
         ArgumentOutOfRangeException.ThrowIfNegative(viewNumber);
         ArgumentOutOfRangeException.ThrowIfLessThan(heldView, -1);
+        View result;
+        bool ackedNow = false;
         lock (_lock)
         {
             if (!_servers.TryGetValue(server, out ServerState? s))
@@ -230,6 +253,7 @@ public sealed class ViewService
                 if (_log is null)
                 {
                     _acked = true;
+                    ackedNow = true;
                     _lastAcked = _view;
                     if (heldView != 0) s.Restarted = false;
                 }
@@ -241,8 +265,10 @@ public sealed class ViewService
             }
             acked = _acked;
             lastAcked = _lastAcked.Number;
-            return _view;
+            result = _view;
         }
+        if (ackedNow) RaiseViewAcknowledged(result);
+        return result;
     }
 
     /// <summary>

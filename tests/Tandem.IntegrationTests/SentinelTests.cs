@@ -271,6 +271,9 @@ public class SentinelTests
             await using ConnectionMultiplexer redis = await ConnectSentinelModeAsync(group.Peers);
             IDatabase db = redis.GetDatabase();
             await UntilWritableThroughAsync(redis, null, "se-process");
+            // Only a backup of an acknowledged view can take over (until then the primary is the only copy, and
+            // its death loses the data rather than failing over): wait for the ack before the kill.
+            await Wait.UntilAsync(() => PairAcknowledged(group.Peers), TimeSpan.FromSeconds(60), "the primary to acknowledge its view with the backup");
             EndPoint first = await PrimaryOfAsync(redis);
             processes.Single(p => p.Arguments.Contains($"127.0.0.1:{((IPEndPoint)first).Port} ")).Kill(); // SIGKILL
 
@@ -421,6 +424,20 @@ public class SentinelTests
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
         {
             return null;
+        }
+    }
+
+    /// <summary>True when the coordinator's view has a backup and its primary has acknowledged it (<c>VS.VIEW</c>).</summary>
+    private static bool PairAcknowledged(string coordinator)
+    {
+        try
+        {
+            RespValue view = SendAsync(coordinator, "VS.VIEW").GetAwaiter().GetResult();
+            return view.Items is { Length: >= 4 } v && v[2].Text != "" && v[3].Integer == 1;
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+        {
+            return false;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.RegularExpressions;
 using StackExchange.Redis;
 using Tandem.Client;
 using Tandem.Protocol;
@@ -109,6 +110,32 @@ public class WireCompatibilityTests
             total += n;
         }
         return Encoding.ASCII.GetString(buffer, 0, total);
+    }
+
+    [Fact]
+    public async Task RedisBenchmark_SetGetIncrMset_RunsWithoutAnErrorOrAWarning()
+    {
+        (TestCluster cluster, TestServer primary, _) = await StartPairAsync();
+        await using (cluster)
+        {
+            var info = new ProcessStartInfo("redis-benchmark") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in new[] { "-p", primary.EndPoint.Port.ToString(), "-t", "set,get,incr,mset", "-n", "2000", "-c", "4", "-P", "4", "-q" })
+                info.ArgumentList.Add(a);
+            using Process p = Process.Start(info) ?? throw new InvalidOperationException("redis-benchmark is not installed (apt-get install redis-tools)");
+            CancellationToken ct = TestContext.Current.CancellationToken;
+            Task<string> stderr = p.StandardError.ReadToEndAsync(ct);
+            string output = await p.StandardOutput.ReadToEndAsync(ct);
+            await p.WaitForExitAsync(ct);
+            string errors = await stderr;
+            Assert.Equal(0, p.ExitCode);
+            // One result line per test, each with its rate; no error reply, no start-up warning (CONFIG GET answers).
+            foreach (string test in new[] { "SET", "GET", "INCR", "MSET (10 keys)" })
+                Assert.Matches($@"(?m)^{Regex.Escape(test)}: [0-9.]+ requests per second", output.Replace("\r", "\n"));
+            Assert.DoesNotContain("ERR", output + errors);
+            Assert.DoesNotContain("WARN", output + errors);
+            // The counter it hammered holds the number of INCRs sent.
+            Assert.Equal("2000", await RedisCliAsync("-p", primary.EndPoint.Port.ToString(), "GET", "counter:__rand_int__"));
+        }
     }
 
     internal static async Task<string> RedisCliAsync(params string[] args)
