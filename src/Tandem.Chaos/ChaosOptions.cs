@@ -26,6 +26,19 @@ public sealed record TandemCommand(string FileName, IReadOnlyList<string> Argume
     public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
 }
 
+/// <summary>Which operations the clients of a campaign draw (<c>--mix</c>).</summary>
+public enum WorkloadMix
+{
+    /// <summary>
+    /// Every operation (the default): Get, Put, PutHash, Append and Delete as in <see cref="Classic"/>, and INCR/INCRBY
+    /// (counter keys, alone and two in a transaction), SET with NX/XX/GET/EX/KEEPTTL, GETSET, GETDEL, EXPIRE with NX/XX,
+    /// PERSIST, TTL, MSET, MGET, DEL of two keys, and keys set with a short PX whose expiry is checked.
+    /// </summary>
+    Redis,
+    /// <summary>Only Get, Put, PutHash, Append and Delete, drawn exactly as before the Redis commands (a seed gives the same operations).</summary>
+    Classic,
+}
+
 /// <summary>Settings of one fault campaign (<c>tandem chaos</c>).</summary>
 public sealed record ChaosOptions
 {
@@ -104,6 +117,9 @@ public sealed record ChaosOptions
     /// <summary>The most coordinator members a run may have.</summary>
     public const int MaxCoordinators = 7;
 
+    /// <summary>Which operations the clients draw. Default <see cref="WorkloadMix.Redis"/>: every one.</summary>
+    public WorkloadMix Mix { get; init; } = WorkloadMix.Redis;
+
     /// <summary>Fault kinds never drawn (<c>--without</c>); empty by default: every kind.</summary>
     public IReadOnlySet<FaultKind> DisabledFaults { get; init; } = new HashSet<FaultKind>();
 
@@ -117,6 +133,8 @@ public sealed record ChaosOptions
         yield return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"workload: {Clients} clients (exactly-once: {string.Join(",", Enumerable.Range(0, Clients).Where(c => c % 2 == 0).Select(c => $"c{c}{(Workload.IsShortLived(c) ? "*" : "")}"))}; "
             + $"* = a new TandemClient every 1-4 operations), {appendKeys} append-only + {Keys - appendKeys} mixed keys per {Epoch.TotalSeconds:0.#}s epoch, rate {(Rate == 0 ? "unpaced" : Rate.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
+        yield return Mix == WorkloadMix.Classic ? "workload: mix classic (Get, Put, PutHash, Append, Delete)"
+            : "workload: mix redis (also INCR/INCRBY on 2 counter keys and in transactions, SET NX/XX/GET/EX/KEEPTTL, GETSET, GETDEL, EXPIRE NX/XX, PERSIST, TTL, MSET, MGET, DEL of two keys, SET PX keys)";
         yield return BigKeys == 0 || BigRate <= 0 ? "workload: no big values"
             : string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"workload: {BigKeys} big-value keys per epoch (b0..b{BigKeys - 1}: Put 1-4 MiB, Get, Delete), about {BigRate:0.##} big operations per second");

@@ -48,6 +48,21 @@ public sealed record ChaosReport
     /// <summary>Exactly-once writes answered "session expired" (recorded as unknown: they may have taken effect once).</summary>
     public int SessionsExpired { get; init; }
 
+    /// <summary>Increments of the counter keys: acknowledged, unknown, and the sum of their final values (acknowledged &lt;= sum &lt;= acknowledged + unknown, or it counts as lost or duplicated).</summary>
+    public (int Acknowledged, int Unknown, long Total) Counters { get; init; }
+
+    /// <summary>Keys set with a short PX, and answered reads of them.</summary>
+    public (int Keys, int Reads) Expiry { get; init; }
+
+    /// <summary>Reads of a PX key that broke its expiry (seen again after seen gone, and the like).</summary>
+    public int ExpiryViolations { get; init; }
+
+    /// <summary>Operations recorded, by kind.</summary>
+    public IReadOnlyDictionary<OpKind, int> Kinds { get; init; } = new Dictionary<OpKind, int>();
+
+    /// <summary>Commands the clients sent, by name and option.</summary>
+    public IReadOnlyDictionary<string, int> Commands { get; init; } = new Dictionary<string, int>();
+
     /// <summary>The checker's verdict over the whole history.</summary>
     public required Verdict Verdict { get; init; }
 
@@ -61,11 +76,11 @@ public sealed record ChaosReport
     public required IReadOnlyList<string> Problems { get; init; }
 
     /// <summary>True when the history is linearizable, nothing acknowledged was lost or duplicated, and the cluster recovered.</summary>
-    public bool Passed => Verdict == Verdict.Linearizable && Lost == 0 && Duplicated == 0 && UnreadKeys == 0 && Liveness is not null;
+    public bool Passed => Verdict == Verdict.Linearizable && Lost == 0 && Duplicated == 0 && UnreadKeys == 0 && ExpiryViolations == 0 && Liveness is not null;
 
     /// <summary>0 passed; 3 the checker could not decide within its budget (and nothing else failed); 1 a violation.</summary>
     public int ExitCode => Passed ? 0
-        : Verdict == Verdict.Unknown && Lost == 0 && Duplicated == 0 && UnreadKeys == 0 && Liveness is not null ? 3
+        : Verdict == Verdict.Unknown && Lost == 0 && Duplicated == 0 && UnreadKeys == 0 && ExpiryViolations == 0 && Liveness is not null ? 3
         : 1;
 
     /// <summary>Total faults applied.</summary>
@@ -81,6 +96,13 @@ public sealed record ChaosReport
         $"cminority={Count(FaultKind.CMinority)} callkill={Count(FaultKind.CAllKill)} noleader={LongestWithoutLeader.TotalSeconds:0.0}s " +
         $"liveness={(Liveness is { } l ? $"{l.TotalSeconds:0.0}s" : "FAILED")} lost={Lost} duplicated={Duplicated} " +
         $"{(UnreadKeys > 0 ? $"unread={UnreadKeys} " : "")}{(SessionsExpired > 0 ? $"expired={SessionsExpired} " : "")}verdict={Verdict}");
+
+    /// <summary>The second line: the counter and expiry checks, and the operations by kind and by command.</summary>
+    public string Details => string.Create(CultureInfo.InvariantCulture,
+        $"checks: counters acked={Counters.Acknowledged} unknown={Counters.Unknown} final={Counters.Total} " +
+        $"expiry keys={Expiry.Keys} reads={Expiry.Reads} violations={ExpiryViolations}; " +
+        $"kinds: {string.Join(' ', Kinds.Select(k => $"{k.Key}={k.Value}"))}; " +
+        $"commands: {string.Join(' ', Commands.Select(c => $"{c.Key.Replace(' ', '+')}={c.Value}"))}");
 
     private int Count(FaultKind kind) => Faults.TryGetValue(kind, out int n) ? n : 0;
 

@@ -119,12 +119,18 @@ public static class ChaosRunner
             Duplicated = verifier.Duplicated,
             UnreadKeys = verifier.Unread,
             SessionsExpired = workload.SessionsExpired,
+            Counters = (verifier.CounterAcked, verifier.CounterUnknown, verifier.CounterTotal),
+            Expiry = (verifier.ExpiryKeys, verifier.ExpiryReads),
+            ExpiryViolations = verifier.ExpiryViolations,
+            Kinds = verifier.Kinds,
+            Commands = workload.CommandCounts,
             Verdict = check.Verdict,
             Check = check,
             Problems = problems,
         };
         log($"checker: {check.Summary}");
         log(report.Summary);
+        log(report.Details);
 
         if (!report.Passed)
         {

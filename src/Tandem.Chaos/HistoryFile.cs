@@ -21,7 +21,8 @@ internal static class HistoryFile
         [property: JsonPropertyName("outputPrefixOfFinal")] int? Prefix,
         [property: JsonPropertyName("call")] long Call,
         [property: JsonPropertyName("return")] long Return,
-        [property: JsonPropertyName("outcome")] Outcome Outcome);
+        [property: JsonPropertyName("outcome")] Outcome Outcome,
+        [property: JsonPropertyName("options")] string? Options = null);
 
     internal sealed record Final([property: JsonPropertyName("final")] string Key, [property: JsonPropertyName("value")] string Value);
 
@@ -42,7 +43,7 @@ internal static class HistoryFile
                 prefix = output.Length;
                 output = null;
             }
-            var line = new Line(op.Process, op.Kind, op.Key, op.Input, output, prefix, op.Call, op.Return, op.Outcome);
+            var line = new Line(op.Process, op.Kind, op.Key, op.Input, output, prefix, op.Call, op.Return, op.Outcome, op.Options == "" ? null : op.Options);
             await writer.WriteLineAsync(JsonSerializer.Serialize(line, Json).AsMemory(), ct);
         }
     }
@@ -64,7 +65,7 @@ internal static class HistoryFile
             }
             Line l = JsonSerializer.Deserialize<Line>(text, Json)!;
             string? output = l.Prefix is int n ? finals[l.Key][..n] : l.Output;
-            ops.Add(new HistoryOp(l.Process, l.Kind, l.Key, l.Input, output, l.Call, l.Return, l.Outcome));
+            ops.Add(new HistoryOp(l.Process, l.Kind, l.Key, l.Input, output, l.Call, l.Return, l.Outcome, l.Options ?? ""));
         }
         return ops;
     }

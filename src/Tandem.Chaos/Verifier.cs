@@ -30,6 +30,19 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
     public int Lost { get; private set; }
     public int Duplicated { get; private set; }
     public int Unread { get; private set; }
+    /// <summary>Increments of counter keys acknowledged (each by 1, alone or in a transaction).</summary>
+    public int CounterAcked { get; private set; }
+    /// <summary>Increments of counter keys with an unknown outcome.</summary>
+    public int CounterUnknown { get; private set; }
+    /// <summary>The sum of the counter keys' final values.</summary>
+    public long CounterTotal { get; private set; }
+    /// <summary>Keys set with a short PX, and reads of them (GET, PTTL) that were answered.</summary>
+    public int ExpiryKeys { get; private set; }
+    public int ExpiryReads { get; private set; }
+    /// <summary>Reads of a PX key that broke its expiry: seen again after it was seen gone, a deadline longer than set, or present well after it.</summary>
+    public int ExpiryViolations { get; private set; }
+    /// <summary>Operations recorded, by kind (one per key of a multi-key command).</summary>
+    public SortedDictionary<OpKind, int> Kinds { get; } = [];
     public List<string> Problems { get; } = [];
 
     /// <summary>Every key's checker result so far, folded into one.</summary>
@@ -103,6 +116,7 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
         Operations += ops.Count;
         foreach (HistoryOp op in ops)
         {
+            Kinds[op.Kind] = Kinds.GetValueOrDefault(op.Kind) + 1;
             switch (op.Outcome)
             {
                 case Outcome.Ok: Ok++; break;
@@ -132,6 +146,39 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
             }
         }
 
+        // Counters: every acknowledged increment is in the final value, and nothing beyond the unknown ones.
+        foreach (string key in finals.Keys.Where(Workload.IsCounter))
+        {
+            int acked = ops.Count(o => o is { Kind: OpKind.Incr, Outcome: Outcome.Ok } && o.Key == key);
+            int unknown = ops.Count(o => o is { Kind: OpKind.Incr, Outcome: Outcome.Unknown } && o.Key == key);
+            long final = finals[key] == "" ? 0 : long.TryParse(finals[key], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : -1;
+            CounterAcked += acked;
+            CounterUnknown += unknown;
+            CounterTotal += Math.Max(0, final);
+            if (final < acked)
+            {
+                Lost += (int)Math.Min(acked - final, acked);
+                Problems.Add($"lost: counter {key} ends at \"{finals[key]}\" after {acked} acknowledged increments ({unknown} unknown)");
+                suspects.Add(key);
+            }
+            else if (final > acked + unknown)
+            {
+                Duplicated += (int)(final - acked - unknown);
+                Problems.Add($"duplicated: counter {key} ends at {final} after {acked} acknowledged and {unknown} unknown increments");
+                suspects.Add(key);
+            }
+        }
+
+        // Expiry, apart from the linearizability search (whose model has no clock).
+        List<string> expiry = CheckExpiry(ops, out int keys, out int reads);
+        foreach (string problem in expiry)
+        {
+            ExpiryViolations++;
+            if (ExpiryViolations <= 10) Problems.Add(problem);
+        }
+        ExpiryKeys += keys;
+        ExpiryReads += reads;
+
         foreach (string key in suspects.Distinct())
         {
             if (_suspects.Count < 10) _suspects.TryAdd(key, [.. ops.Where(o => o.Key == key)]);
@@ -152,7 +199,7 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
         {
             string path = SpillPath(epoch);
             List<HistoryOp> ops = await HistoryFile.ReadAsync(path, ct);
-            ops = Refine(ops);
+            ops = ForChecker(ops);
             _checking.Start();
             CheckResult check = await Task.Run(() => LinearizabilityChecker.Check(ops, options.CheckBudget, ct), ct);
             _checking.Stop();
@@ -169,6 +216,60 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
             if (!keepFiles && bad.Count == 0 && !ops.Any(o => _suspects.ContainsKey(o.Key))) File.Delete(path);
         }
     }
+
+    /// <summary>Microseconds of slack for "present after its deadline": the servers' wall clock against the recorder's monotonic one.</summary>
+    private const long LateSlackMicros = 1_000_000;
+
+    /// <summary>
+    /// Checks the keys set once with a short PX (<see cref="Workload.IsExpiring"/>). Each was set by one acknowledged
+    /// SET PX before any read of it was called. A read of it is answered the value or nothing (GET), or a time to live
+    /// from 0 to PX or -2 (PTTL); once a read that saw it gone has returned, no read called later may see it again (a
+    /// key that a client has seen expired never comes back, failovers included); and no read called more than PX plus
+    /// a second after the SET returned may see it.
+    /// </summary>
+    internal static List<string> CheckExpiry(List<HistoryOp> ops, out int keys, out int reads)
+    {
+        var problems = new List<string>();
+        keys = reads = 0;
+        foreach (IGrouping<string, HistoryOp> key in ops.Where(o => Workload.IsExpiring(o.Key)).GroupBy(o => o.Key, StringComparer.Ordinal))
+        {
+            HistoryOp? set = key.FirstOrDefault(o => o is { Kind: OpKind.Put, Outcome: Outcome.Ok });
+            if (set is null || !set.Options.StartsWith("PX ", StringComparison.Ordinal)) continue;
+            keys++;
+            long px = long.Parse(set.Options[3..], CultureInfo.InvariantCulture);
+            var seen = new List<(HistoryOp Op, bool Present)>();
+            foreach (HistoryOp read in key.Where(o => o.Outcome == Outcome.Ok && o.Kind is OpKind.Get or OpKind.Ttl && o.Output is not null))
+            {
+                reads++;
+                bool present;
+                if (read.Kind == OpKind.Get)
+                {
+                    if (read.Output != "" && read.Output != set.Input)
+                        problems.Add($"expiry: {key.Key} was set to \"{set.Input}\" only, but a read returned \"{read.Output}\"");
+                    present = read.Output != "";
+                }
+                else
+                {
+                    long ttl = long.Parse(read.Output!, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+                    if (ttl == -1 || ttl < -2 || ttl > px)
+                        problems.Add($"expiry: {key.Key} was set with PX {px}, but PTTL answered {ttl}");
+                    present = ttl >= 0;
+                }
+                if (present && read.Call > set.Return + px * 1000 + LateSlackMicros)
+                    problems.Add($"expiry: {key.Key} (PX {px}, set by p{set.Process} returning at {set.Return}us) was still there for a read called at {read.Call}us");
+                seen.Add((read, present));
+            }
+            foreach ((HistoryOp gone, _) in seen.Where(r => !r.Present))
+            {
+                foreach ((HistoryOp again, _) in seen.Where(r => r.Present && r.Op.Call > gone.Return))
+                    problems.Add($"expiry: {key.Key} came back: p{gone.Process} saw it gone [call {gone.Call}us, return {gone.Return}us], then p{again.Process} saw it again [call {again.Call}us]");
+            }
+        }
+        return problems;
+    }
+
+    /// <summary>The operations the linearizability checker gets: <see cref="Refine"/>d, without the PX keys (checked by <see cref="CheckExpiry"/>).</summary>
+    internal static List<HistoryOp> ForChecker(List<HistoryOp> ops) => Refine(ops.FindAll(o => !Workload.IsExpiring(o.Key)));
 
     /// <summary>
     /// Uses what the final reads prove about unknown outcomes. On an append-only key values only grow and each token is
@@ -205,7 +306,9 @@ internal sealed partial class Verifier(ChaosOptions options, Workload workload, 
         var clock = Stopwatch.StartNew();
         foreach (string path in Directory.GetFiles(Path.Combine(directory, "history"), "epoch-*.jsonl.gz").Order(StringComparer.Ordinal))
         {
-            List<HistoryOp> ops = Refine(await HistoryFile.ReadAsync(path, ct));
+            List<HistoryOp> all = await HistoryFile.ReadAsync(path, ct);
+            List<HistoryOp> ops = ForChecker(all);
+            foreach (string problem in CheckExpiry(all, out _, out _)) await output.WriteLineAsync($"{Path.GetFileName(path)}: {problem}");
             CheckResult check = await Task.Run(() => LinearizabilityChecker.Check(ops, budget, ct), ct);
             keys.AddRange(check.Keys);
             operations += ops.Count;

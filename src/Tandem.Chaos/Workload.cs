@@ -37,6 +37,9 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
 
     public int AppendKeys => options.Keys / 2;
 
+    /// <summary>Which operations the clients draw.</summary>
+    public WorkloadMix Mix => options.Mix;
+
     public int MixedKeys => options.Keys - AppendKeys;
 
     /// <summary>The newest epoch any client has used so far (-1 before the first operation).</summary>
@@ -48,12 +51,54 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
         }
     }
 
-    /// <summary>Every key name of <paramref name="epoch"/>.</summary>
+    /// <summary>Counter keys per epoch (only Incr, Get and transactions of two increments) in the Redis mix.</summary>
+    public int CounterKeys => options.Mix == WorkloadMix.Redis ? 2 : 0;
+
+    /// <summary>Every key name of <paramref name="epoch"/> that gets a final read (the short-lived expiry keys do not).</summary>
     public IEnumerable<string> KeysOf(int epoch)
     {
         for (int i = 0; i < AppendKeys; i++) yield return AppendKey(i, epoch);
         for (int i = 0; i < MixedKeys; i++) yield return MixedKey(i, epoch);
         for (int i = 0; i < BigKeys; i++) yield return BigKey(i, epoch);
+        for (int i = 0; i < CounterKeys; i++) yield return CounterKey(i, epoch);
+    }
+
+    /// <summary>Commands sent, by name (and option), for the report.</summary>
+    public IReadOnlyDictionary<string, int> CommandCounts
+    {
+        get
+        {
+            lock (_commands) return new SortedDictionary<string, int>(_commands, StringComparer.Ordinal);
+        }
+    }
+
+    private readonly Dictionary<string, int> _commands = new(StringComparer.Ordinal);
+
+    private void Count(string command)
+    {
+        lock (_commands) _commands[command] = _commands.GetValueOrDefault(command) + 1;
+    }
+
+    /// <summary>Keys set with a short PX, per epoch: what expiry reads pick from.</summary>
+    private readonly Dictionary<int, List<string>> _expiring = [];
+
+    private void Expiring(int epoch, string key)
+    {
+        lock (_expiring)
+        {
+            if (!_expiring.TryGetValue(epoch, out List<string>? keys)) _expiring[epoch] = keys = [];
+            keys.Add(key);
+            _expiring.Remove(epoch - 2);
+        }
+    }
+
+    private string? PickExpiring(int epoch, Random random)
+    {
+        lock (_expiring)
+        {
+            if (!_expiring.TryGetValue(epoch, out List<string>? keys) || keys.Count == 0) return null;
+            return keys[Math.Max(0, keys.Count - 1 - random.Next(Math.Min(8, keys.Count)))]; // one of the newest
+        }
     }
 
     private int BigKeys => options.BigRate > 0 ? options.BigKeys : 0;
@@ -94,6 +139,17 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
 
     private static string BigKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"b{i}.e{epoch}");
 
+    private static string CounterKey(int i, int epoch) => string.Create(CultureInfo.InvariantCulture, $"n{i}.e{epoch}");
+
+    /// <summary>Counter keys: only increments by 1 (alone or two in a transaction) and reads.</summary>
+    public static bool IsCounter(string key) => key.StartsWith('n');
+
+    /// <summary>Keys set once with a short PX (<c>x...</c>): checked by <see cref="Verifier"/> for expiry, not by the linearizability search.</summary>
+    public static bool IsExpiring(string key) => key.StartsWith('x');
+
+    /// <summary>The EXPIRE and SET EX seconds of the mixed keys: far too long to pass during a run, so the model's deadline flag is exact.</summary>
+    public const long LongExpirySeconds = 100_000_000;
+
     /// <summary>Keys whose values are <see cref="BigValue"/>s (the history holds their descriptions).</summary>
     public static bool IsBig(string key) => key.StartsWith('b');
 
@@ -114,11 +170,45 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
     /// <param name="Input">What the history records as input (for a big value: its description).</param>
     /// <param name="BigToken">For a Put of a big value: its token (the value is made when sent).</param>
     /// <param name="BigLength">For a Put of a big value: its length.</param>
-    private readonly record struct Op(OpKind Kind, string Key, string Input, string? BigToken = null, int BigLength = 0)
+    /// <param name="Options">For Set and Expire: the options (see <see cref="HistoryOp.Options"/>); for an expiry key's Set: <c>PX n</c>.</param>
+    /// <param name="Shape">A one-key command, or one that touches two keys (recorded as one operation per key).</param>
+    /// <param name="Key2">The second key of a two-key shape.</param>
+    /// <param name="Input2">The second value of an MSET.</param>
+    private readonly record struct Op(OpKind Kind, string Key, string Input, string? BigToken = null, int BigLength = 0,
+        string Options = "", Shape Shape = Shape.Single, string Key2 = "", string Input2 = "")
     {
         /// <summary>The value to send.</summary>
         public string Value => BigToken is null ? Input : BigValue.Make(BigToken, BigLength);
+
+        /// <summary>The operations the history records for it, one per key.</summary>
+        public (OpKind Kind, string Key, string Input, string Options)[] Parts => Shape switch
+        {
+            Shape.MSet => [(OpKind.Put, Key, Input, ""), (OpKind.Put, Key2, Input2, "")],
+            Shape.MGet => [(OpKind.Get, Key, "", ""), (OpKind.Get, Key2, "", "")],
+            Shape.DelMany => [(OpKind.Delete, Key, "", ""), (OpKind.Delete, Key2, "", "")],
+            Shape.Transaction => [(OpKind.Incr, Key, "1", ""), (OpKind.Incr, Key2, "1", "")],
+            _ => [(Kind, Key, Input, Options)],
+        };
+
+        public bool IsWrite => Shape is not Shape.MGet && Kind is not (OpKind.Get or OpKind.Ttl);
     }
+
+    /// <summary>How an operation is sent.</summary>
+    private enum Shape
+    {
+        /// <summary>One command on one key.</summary>
+        Single,
+        /// <summary>MSET of two keys.</summary>
+        MSet,
+        /// <summary>MGET of two keys.</summary>
+        MGet,
+        /// <summary>DEL of two keys.</summary>
+        DelMany,
+        /// <summary>A transaction of two increments (two counter keys).</summary>
+        Transaction,
+    }
+
+    private static readonly string[] SetOptionChoices = ["", "NX", "XX", "GET", "EX", "KEEPTTL", "NX GET", "XX GET", "GET EX", "XX KEEPTTL", "NX EX"];
 
     private sealed class Chooser(int seed, int client, Workload workload)
     {
@@ -143,6 +233,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 }
                 return roll0 < 90 ? new Op(OpKind.Get, big, "") : new Op(OpKind.Delete, big, "");
             }
+            if (workload.Mix == WorkloadMix.Redis) return NextRedis(epoch);
             bool appendOnly = _random.Next(2) == 0;
             int index = _random.Next(appendOnly ? workload.AppendKeys : workload.MixedKeys);
             int roll = _random.Next(100);
@@ -157,6 +248,66 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 < 85 => new Op(OpKind.Append, key, token),
                 < 95 => new Op(OpKind.Put, key, string.Create(CultureInfo.InvariantCulture, $"p{client}.{n}")),
                 _ => new Op(OpKind.Delete, key, ""),
+            };
+        }
+
+        private Op NextRedis(int epoch)
+        {
+            int group = _random.Next(100);
+            int n = ++_n;
+            string token = string.Create(CultureInfo.InvariantCulture, $"c{client}.{n};");
+            if (group < 30)
+            {
+                string append = AppendKey(_random.Next(workload.AppendKeys), epoch);
+                return _random.Next(100) < 60 ? new Op(OpKind.Append, append, token) : new Op(OpKind.Get, append, "");
+            }
+            if (group < 45)
+            {
+                int c = _random.Next(workload.CounterKeys);
+                int roll = _random.Next(100);
+                string counter = CounterKey(c, epoch);
+                return roll switch
+                {
+                    < 70 => new Op(OpKind.Incr, counter, "1"),
+                    < 85 => new Op(OpKind.Get, counter, ""),
+                    _ => new Op(OpKind.Incr, counter, "1", Shape: Shape.Transaction, Key2: CounterKey((c + 1) % workload.CounterKeys, epoch)),
+                };
+            }
+            if (group < 52)
+            {
+                int roll = _random.Next(100);
+                string? known = roll < 40 ? null : workload.PickExpiring(epoch, _random);
+                if (known is null)
+                {
+                    string key = string.Create(CultureInfo.InvariantCulture, $"x{client}.{n}.e{epoch}");
+                    int px = 100 + _random.Next(500);
+                    return new Op(OpKind.Put, key, string.Create(CultureInfo.InvariantCulture, $"v{client}.{n}"), Options: $"PX {px}");
+                }
+                return roll < 75 ? new Op(OpKind.Get, known, "") : new Op(OpKind.Ttl, known, "");
+            }
+            int index = _random.Next(workload.MixedKeys);
+            string m = MixedKey(index, epoch);
+            string other = MixedKey((index + 1) % workload.MixedKeys, epoch);
+            bool twoKeys = workload.MixedKeys >= 2;
+            int r = _random.Next(100);
+            string value = string.Create(CultureInfo.InvariantCulture, $"p{client}.{n}");
+            return r switch
+            {
+                < 20 => new Op(OpKind.Get, m, ""),
+                < 30 => new Op(OpKind.PutHash, m, token.TrimEnd(';')),
+                < 36 => new Op(OpKind.Append, m, token),
+                < 42 => new Op(OpKind.Put, m, value),
+                < 45 => new Op(OpKind.Delete, m, ""),
+                < 53 => new Op(OpKind.Incr, m, _random.Next(2) == 0 ? "1" : (_random.Next(9) - 4).ToString(CultureInfo.InvariantCulture)),
+                < 63 => new Op(OpKind.Set, m, value, Options: SetOptionChoices[_random.Next(SetOptionChoices.Length)]),
+                < 67 => new Op(OpKind.GetDel, m, ""),
+                < 72 => new Op(OpKind.Expire, m, "", Options: (_random.Next(3) switch { 0 => "NX", 1 => "XX", _ => "" })),
+                < 75 => new Op(OpKind.Persist, m, ""),
+                < 81 => new Op(OpKind.Ttl, m, ""),
+                < 86 when twoKeys => new Op(OpKind.Put, m, value, Shape: Shape.MSet, Key2: other, Input2: value + "b"),
+                < 92 when twoKeys => new Op(OpKind.Get, m, "", Shape: Shape.MGet, Key2: other),
+                < 96 when twoKeys => new Op(OpKind.Delete, m, "", Shape: Shape.DelMany, Key2: other),
+                _ => new Op(OpKind.Set, m, value, Options: "GET"),
             };
         }
     }
@@ -197,26 +348,24 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
             int epoch = Enter();
             Op op = chooser.Next(epoch);
             long call = history.Now();
-            string? output = null;
+            string?[] outputs = new string?[op.Parts.Length];
             Outcome outcome = Outcome.Failed;
+            Count(Name(op));
             try
             {
-                output = op.Kind switch
-                {
-                    OpKind.Get when IsBig(op.Key) => BigValue.Decode(await tandem.GetAsync(op.Key, abort)),
-                    OpKind.Get => await tandem.GetAsync(op.Key, abort),
-                    OpKind.Put => await PutAsync(tandem, op, abort),
-                    OpKind.PutHash => await tandem.PutHashAsync(op.Key, op.Input, abort),
-                    OpKind.Append => (await tandem.AppendAsync(op.Key, op.Input, abort)).ToString(CultureInfo.InvariantCulture),
-                    _ => await tandem.DeleteAsync(op.Key, abort) ? "1" : "0",
-                };
+                outputs = await ExactlyOnceAsync(tandem, op, abort);
+                outcome = Outcome.Ok;
+            }
+            catch (TandemException e) when (op.Kind == OpKind.Incr && IsIncrRefusal(e.Message))
+            {
+                outputs = ["error"];
                 outcome = Outcome.Ok;
             }
             catch (Exception e) when (!abort.IsCancellationRequested && IsSessionExpired(e))
             {
                 // The session (and with it the reply of an earlier attempt) was dropped: the write may have taken
                 // effect once; never "not applied".
-                outcome = op.Kind == OpKind.Get ? Outcome.Failed : Outcome.Unknown;
+                outcome = op.IsWrite ? Outcome.Unknown : Outcome.Failed;
                 expired = true;
                 Interlocked.Increment(ref _sessionsExpired);
             }
@@ -228,17 +377,139 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
             catch (Exception) when (!abort.IsCancellationRequested)
             {
                 // Timed out (or any other surprise): a write may or may not have been applied.
-                outcome = op.Kind == OpKind.Get ? Outcome.Failed : Outcome.Unknown;
+                outcome = op.IsWrite ? Outcome.Unknown : Outcome.Failed;
             }
             finally
             {
-                history.Add(epoch, new HistoryOp(process, op.Kind, op.Key, op.Input, outcome == Outcome.Ok ? output : null, call, history.Now(), outcome));
+                Record(epoch, process, op, outputs, call, outcome);
                 Exit(epoch);
             }
             if (outcome == Outcome.Unknown) process = history.NewProcess();
             return expired;
         }
     }
+
+    /// <summary>Records one operation per key of <paramref name="op"/>; an expiry key's Set that succeeded becomes readable.</summary>
+    private void Record(int epoch, int process, Op op, string?[] outputs, long call, Outcome outcome)
+    {
+        long ret = history.Now();
+        var parts = op.Parts;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            (OpKind kind, string key, string input, string options) = parts[i];
+            Outcome o = outcome == Outcome.Unknown && kind is OpKind.Get or OpKind.Ttl ? Outcome.Failed : outcome;
+            history.Add(epoch, new HistoryOp(process, kind, key, input, o == Outcome.Ok ? outputs[i] : null, call, ret, o, options));
+        }
+        if (outcome == Outcome.Ok && op.Kind == OpKind.Put && IsExpiring(op.Key)) Expiring(epoch, op.Key);
+    }
+
+    /// <summary>The refusals of INCR that leave the value as it is (the model's <c>"error"</c> output).</summary>
+    private static bool IsIncrRefusal(string message) =>
+        message.Contains("not an integer", StringComparison.Ordinal) || message.Contains("overflow", StringComparison.Ordinal);
+
+    /// <summary>The command an operation sends, for the report's counts.</summary>
+    private static string Name(Op op) => op.Shape switch
+    {
+        Shape.MSet => "MSET",
+        Shape.MGet => "MGET",
+        Shape.DelMany => "DEL2",
+        Shape.Transaction => "EXEC",
+        _ => op.Kind switch
+        {
+            OpKind.Get when IsExpiring(op.Key) => "GET(px key)",
+            OpKind.Ttl when IsExpiring(op.Key) => "PTTL",
+            OpKind.Put when IsExpiring(op.Key) => "SET PX",
+            OpKind.Get => "GET",
+            OpKind.Put => "SET",
+            OpKind.PutHash => "PUTHASH",
+            OpKind.Append => "APPEND",
+            OpKind.Delete => "DEL",
+            OpKind.Incr => op.Input == "1" ? "INCR" : "INCRBY",
+            OpKind.Set when op.Options == "GET" => "GETSET",
+            OpKind.Set => op.Options == "" ? "SET(opts)" : "SET " + op.Options,
+            OpKind.GetDel => "GETDEL",
+            OpKind.Expire => op.Options == "" ? "EXPIRE" : "EXPIRE " + op.Options,
+            OpKind.Persist => "PERSIST",
+            OpKind.Ttl => "TTL",
+            _ => op.Kind.ToString(),
+        },
+    };
+
+    private static async Task<string?[]> ExactlyOnceAsync(TandemClient tandem, Op op, CancellationToken ct)
+    {
+        switch (op.Shape)
+        {
+            case Shape.MSet:
+                await tandem.MSetAsync([new(op.Key, op.Input), new(op.Key2, op.Input2)], ct);
+                return [null, null];
+            case Shape.MGet:
+                return [.. (await tandem.MGetAsync([op.Key, op.Key2], ct)).Select(v => v ?? "")];
+            case Shape.DelMany:
+                return DeletedOfTwo(await tandem.DeleteAsync([op.Key, op.Key2], ct));
+            case Shape.Transaction:
+                return [.. (await tandem.TransactionAsync([["INCR", op.Key], ["INCR", op.Key2]], ct)).Select(IncrOutput)];
+        }
+        string? output = op.Kind switch
+        {
+            OpKind.Get when IsBig(op.Key) => BigValue.Decode(await tandem.GetAsync(op.Key, ct)),
+            OpKind.Get => await tandem.GetAsync(op.Key, ct),
+            OpKind.Put when IsExpiring(op.Key) => await SetPxAsync(tandem, op, ct),
+            OpKind.Put => await PutAsync(tandem, op, ct),
+            OpKind.PutHash => await tandem.PutHashAsync(op.Key, op.Input, ct),
+            OpKind.Append => Decimal(await tandem.AppendAsync(op.Key, op.Input, ct)),
+            OpKind.Delete => await tandem.DeleteAsync(op.Key, ct) ? "1" : "0",
+            OpKind.Incr when op.Input == "1" => Decimal(await tandem.IncrAsync(op.Key, ct)),
+            OpKind.Incr => Decimal(await tandem.IncrByAsync(op.Key, long.Parse(op.Input, CultureInfo.InvariantCulture), ct)),
+            OpKind.Set when op.Options == "GET" => await tandem.GetSetAsync(op.Key, op.Input, ct) ?? "",
+            OpKind.Set => await SetAsync(tandem, op, ct),
+            OpKind.GetDel => await tandem.GetDelAsync(op.Key, ct) ?? "",
+            OpKind.Expire => await tandem.ExpireAsync(op.Key, LongExpirySeconds, op.Options switch
+            {
+                "NX" => ExpireCondition.IfNoExpiry,
+                "XX" => ExpireCondition.IfHasExpiry,
+                _ => ExpireCondition.Always,
+            }, ct) ? "1" : "0",
+            OpKind.Persist => await tandem.PersistAsync(op.Key, ct) ? "1" : "0",
+            OpKind.Ttl when IsExpiring(op.Key) => Decimal(await tandem.PTtlAsync(op.Key, ct)),
+            OpKind.Ttl => Decimal(await tandem.TtlAsync(op.Key, ct)),
+            _ => throw new InvalidOperationException($"no command for {op.Kind}"),
+        };
+        return [output];
+    }
+
+    private static async Task<string?> SetAsync(TandemClient tandem, Op op, CancellationToken ct)
+    {
+        string[] words = op.Options.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var options = new SetOptions
+        {
+            Condition = words.Contains("NX") ? SetCondition.IfMissing : words.Contains("XX") ? SetCondition.IfExists : SetCondition.Always,
+            ReturnOldValue = words.Contains("GET"),
+            Expiry = words.Contains("KEEPTTL") ? SetExpiry.KeepTtl : SetExpiry.None,
+        };
+        if (words.Contains("EX")) options = options with { Expiry = SetExpiry.Seconds, ExpiryValue = LongExpirySeconds };
+        SetResult result = await tandem.SetAsync(op.Key, op.Input, options, ct);
+        return options.ReturnOldValue ? result.OldValue ?? "" : result.Applied ? "1" : "0";
+    }
+
+    private static async Task<string?> SetPxAsync(TandemClient tandem, Op op, CancellationToken ct)
+    {
+        await tandem.SetAsync(op.Key, op.Input, SetOptions.ExpireInMilliseconds(long.Parse(op.Options[3..], CultureInfo.InvariantCulture)), ct);
+        return null;
+    }
+
+    private static string?[] DeletedOfTwo(long deleted) => deleted switch
+    {
+        2 => ["1", "1"],
+        0 => ["0", "0"],
+        _ => [null, null], // one of them: which is not known
+    };
+
+    private static string? IncrOutput(RespValue reply) =>
+        reply.Kind == RespKind.Integer ? Decimal(reply.Integer)
+        : reply.IsError && IsIncrRefusal(reply.Text) ? "error"
+        : throw new RespProtocolException($"unexpected reply to INCR: {reply}");
+
+    private static string Decimal(long n) => n.ToString(CultureInfo.InvariantCulture);
 
     private static async Task<string?> PutAsync(TandemClient tandem, Op op, CancellationToken ct)
     {
@@ -303,25 +574,25 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 await pacer.WaitAsync(abort);
                 int epoch = Enter();
                 Op op = chooser.Next(epoch);
-                string[] command = op.Kind switch
-                {
-                    OpKind.Get => [Commands.Get, op.Key],
-                    OpKind.Put => [Commands.Set, op.Key, op.Value],
-                    OpKind.PutHash => [Commands.PutHash, op.Key, op.Input],
-                    OpKind.Append => [Commands.Append, op.Key, op.Input],
-                    _ => [Commands.Del, op.Key],
-                };
-                bool write = op.Kind != OpKind.Get;
+                bool write = op.IsWrite;
                 long call = history.Now();
-                string? output = null;
+                string?[] outputs = new string?[op.Parts.Length];
                 Outcome outcome = write ? Outcome.Unknown : Outcome.Failed;
                 bool reconnect = false;
+                Count(Name(op));
                 try
                 {
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(abort);
                     timeout.CancelAfter(options.OperationTimeout);
-                    RespValue reply = await primary.SendAsync(timeout.Token, command);
-                    if (reply.IsError)
+                    RespValue reply = op.Shape == Shape.Transaction
+                        ? await PlainTransactionAsync(primary, op, timeout.Token)
+                        : await primary.SendAsync(timeout.Token, PlainCommand(op));
+                    if (reply.IsError && op.Kind == OpKind.Incr && op.Shape == Shape.Single && IsIncrRefusal(reply.Text))
+                    {
+                        outputs = ["error"];
+                        outcome = Outcome.Ok;
+                    }
+                    else if (reply.IsError)
                     {
                         switch (reply.ErrorCode)
                         {
@@ -332,6 +603,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                                 reconnect = true;
                                 break;
                             case ErrorCodes.Err:
+                            case "EXECABORT":
                                 outcome = Outcome.Failed;
                                 log($"client {client}: {op.Kind} {op.Key} refused: {reply.Text}");
                                 break;
@@ -343,9 +615,9 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                     }
                     else
                     {
-                        output = op.Kind == OpKind.Get && IsBig(op.Key) && reply.Kind == RespKind.BulkString
-                            ? reply.IsNull ? "" : BigValue.Decode(reply.Bytes)
-                            : Decode(op.Kind, reply);
+                        outputs = op.Kind == OpKind.Get && IsBig(op.Key) && reply.Kind == RespKind.BulkString
+                            ? [reply.IsNull ? "" : BigValue.Decode(reply.Bytes)]
+                            : Decode(op, reply);
                         outcome = Outcome.Ok;
                     }
                 }
@@ -357,7 +629,7 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
                 }
                 finally
                 {
-                    history.Add(epoch, new HistoryOp(process, op.Kind, op.Key, op.Input, output, call, history.Now(), outcome));
+                    Record(epoch, process, op, outputs, call, outcome);
                     Exit(epoch);
                 }
                 if (outcome == Outcome.Unknown) process = history.NewProcess();
@@ -395,12 +667,75 @@ internal sealed class Workload(ChaosOptions options, string coordinator, History
 
     private static Task Pause(CancellationToken abort) => Task.Delay(TimeSpan.FromMilliseconds(20 + Random.Shared.Next(30)), abort);
 
-    private static string? Decode(OpKind kind, RespValue reply) => kind switch
+    /// <summary>The command a plain client sends for <paramref name="op"/> (not a transaction).</summary>
+    private static string[] PlainCommand(Op op) => op.Shape switch
     {
-        OpKind.Get when reply.Kind == RespKind.BulkString => reply.IsNull ? "" : Encoding.UTF8.GetString(reply.Bytes!),
-        OpKind.PutHash when reply.Kind == RespKind.BulkString => reply.IsNull ? "" : Encoding.UTF8.GetString(reply.Bytes!),
-        OpKind.Append or OpKind.Delete when reply.Kind == RespKind.Integer => reply.Integer.ToString(CultureInfo.InvariantCulture),
-        OpKind.Put when reply.Kind == RespKind.SimpleString => null,
-        _ => throw new RespProtocolException($"unexpected reply to {kind}: {reply}"),
+        Shape.MSet => ["MSET", op.Key, op.Input, op.Key2, op.Input2],
+        Shape.MGet => ["MGET", op.Key, op.Key2],
+        Shape.DelMany => [Commands.Del, op.Key, op.Key2],
+        _ => op.Kind switch
+        {
+            OpKind.Get => [Commands.Get, op.Key],
+            OpKind.Put when IsExpiring(op.Key) => [Commands.Set, op.Key, op.Input, .. op.Options.Split(' ')],
+            OpKind.Put => [Commands.Set, op.Key, op.Value],
+            OpKind.PutHash => [Commands.PutHash, op.Key, op.Input],
+            OpKind.Append => [Commands.Append, op.Key, op.Input],
+            OpKind.Delete => [Commands.Del, op.Key],
+            OpKind.Incr when op.Input == "1" => ["INCR", op.Key],
+            OpKind.Incr => ["INCRBY", op.Key, op.Input],
+            OpKind.Set when op.Options == "GET" => ["GETSET", op.Key, op.Input],
+            OpKind.Set => [Commands.Set, op.Key, op.Input, .. op.Options.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                .SelectMany(w => w == "EX" ? ["EX", Decimal(LongExpirySeconds)] : new[] { w })],
+            OpKind.GetDel => ["GETDEL", op.Key],
+            OpKind.Expire => ["EXPIRE", op.Key, Decimal(LongExpirySeconds), .. op.Options.Split(' ', StringSplitOptions.RemoveEmptyEntries)],
+            OpKind.Persist => ["PERSIST", op.Key],
+            OpKind.Ttl => [IsExpiring(op.Key) ? "PTTL" : "TTL", op.Key],
+            _ => throw new InvalidOperationException($"no command for {op.Kind}"),
+        },
     };
+
+    /// <summary>MULTI, the two increments, EXEC; the reply is EXEC's (or the first that refused).</summary>
+    private static async Task<RespValue> PlainTransactionAsync(RespClientConnection connection, Op op, CancellationToken ct)
+    {
+        RespValue multi = await connection.SendAsync(ct, "MULTI");
+        if (multi.IsError) return multi; // nothing queued
+        foreach (string key in new[] { op.Key, op.Key2 })
+        {
+            RespValue queued = await connection.SendAsync(ct, "INCR", key);
+            if (queued.IsError) throw new RespProtocolException($"INCR inside MULTI answered {queued}"); // reconnect, outcome unknown
+        }
+        return await connection.SendAsync(ct, "EXEC");
+    }
+
+    private static string? Text(RespValue reply) =>
+        reply.Kind == RespKind.BulkString ? reply.IsNull ? "" : Encoding.UTF8.GetString(reply.Bytes!) : throw new RespProtocolException($"unexpected reply {reply}");
+
+    private static string?[] Decode(Op op, RespValue reply)
+    {
+        switch (op.Shape)
+        {
+            case Shape.MSet when reply.Kind == RespKind.SimpleString:
+                return [null, null];
+            case Shape.MGet when reply is { Kind: RespKind.Array, Items.Length: 2 }:
+                return [.. reply.Items.Select(Text)];
+            case Shape.DelMany when reply.Kind == RespKind.Integer:
+                return DeletedOfTwo(reply.Integer);
+            case Shape.Transaction when reply is { Kind: RespKind.Array, Items.Length: 2 }:
+                return [.. reply.Items.Select(IncrOutput)];
+            case Shape.Single:
+                break;
+            default:
+                throw new RespProtocolException($"unexpected reply to {op.Shape}: {reply}");
+        }
+        return [op.Kind switch
+        {
+            OpKind.Get or OpKind.PutHash or OpKind.GetDel => Text(reply),
+            OpKind.Set when op.Options.Contains("GET", StringComparison.Ordinal) => Text(reply),
+            OpKind.Set when reply.Kind == RespKind.SimpleString => "1",
+            OpKind.Set when reply is { Kind: RespKind.BulkString, IsNull: true } => "0",
+            OpKind.Append or OpKind.Delete or OpKind.Incr or OpKind.Expire or OpKind.Persist or OpKind.Ttl when reply.Kind == RespKind.Integer => Decimal(reply.Integer),
+            OpKind.Put when reply.Kind == RespKind.SimpleString => null,
+            _ => throw new RespProtocolException($"unexpected reply to {op.Kind}: {reply}"),
+        }];
+    }
 }

@@ -13,6 +13,29 @@ public enum OpKind
     Append,
     /// <summary>Remove the key; output is <c>"1"</c> if it was present, else <c>"0"</c>.</summary>
     Delete,
+    /// <summary>
+    /// Add the input (a decimal, <c>"1"</c> for INCR, negative for DECRBY) to the integer value (missing counts as 0); output
+    /// is the new value in decimal, or <c>"error"</c> when the value is not an integer or the sum would overflow (the
+    /// state is then unchanged). The key's deadline, if any, is kept.
+    /// </summary>
+    Incr,
+    /// <summary>
+    /// SET with options (<see cref="HistoryOp.Options"/>: any of <c>NX</c>, <c>XX</c>, <c>GET</c>, and <c>EX</c> for a deadline
+    /// too far away to pass during the history, or <c>KEEPTTL</c>). Output: with GET the old value (<c>""</c> when missing;
+    /// GETSET is Set with GET), else <c>"1"</c> if it set and <c>"0"</c> if NX or XX refused.
+    /// </summary>
+    Set,
+    /// <summary>Remove the key and return its value (GETDEL); output is the old value (<c>""</c> when missing).</summary>
+    GetDel,
+    /// <summary>
+    /// Give the key a deadline too far away to pass during the history (EXPIRE with a large number), with the condition in
+    /// <see cref="HistoryOp.Options"/> (<c>""</c>, <c>NX</c> or <c>XX</c>); output <c>"1"</c> if set, else <c>"0"</c>.
+    /// </summary>
+    Expire,
+    /// <summary>Remove the key's deadline; output <c>"1"</c> if it had one, else <c>"0"</c>.</summary>
+    Persist,
+    /// <summary>Read the time to live (TTL or PTTL); output <c>"-2"</c> when missing, <c>"-1"</c> without a deadline, else any number from 0.</summary>
+    Ttl,
 }
 
 /// <summary>What the client knows about whether an operation took effect.</summary>
@@ -42,4 +65,5 @@ public enum Outcome
 /// <param name="Call">Monotonic timestamp at which the call was issued (e.g. <see cref="System.Diagnostics.Stopwatch"/> ticks).</param>
 /// <param name="Return">Monotonic timestamp at which the reply arrived; at least <paramref name="Call"/>. Ignored for <see cref="Outcome.Unknown"/>.</param>
 /// <param name="Outcome">Whether the operation completed, may have taken effect, or definitely did not.</param>
-public sealed record HistoryOp(int Process, OpKind Kind, string Key, string Input, string? Output, long Call, long Return, Outcome Outcome);
+/// <param name="Options">The options of a <see cref="OpKind.Set"/> or <see cref="OpKind.Expire"/>, as space-separated words; <c>""</c> otherwise.</param>
+public sealed record HistoryOp(int Process, OpKind Kind, string Key, string Input, string? Output, long Call, long Return, Outcome Outcome, string Options = "");

@@ -62,8 +62,8 @@ internal sealed class KeySearch
         _ct = ct;
         var prepared = history.Select(KeyOp.From).ToList();
         _ops = prepared.Where(o => !o.IsUnknown).OrderBy(o => o.Call).ToArray();
-        // An unknown Get has no effect and no checked output: it can always be left out.
-        _unknowns = prepared.Where(o => o.IsUnknown && o.Kind != OpKind.Get).OrderBy(o => o.Call).ToArray();
+        // An unknown read (Get, Ttl) has no effect and no checked output: it can always be left out.
+        _unknowns = prepared.Where(o => o.IsUnknown && o.Kind is not (OpKind.Get or OpKind.Ttl)).OrderBy(o => o.Call).ToArray();
 
         int n = _ops.Length;
         var events = new List<(long Time, int Order, int Code)>(2 * n);
@@ -243,24 +243,25 @@ internal sealed class KeySearch
     /// <paramref name="runStart"/>). Each rule skips an order for which another order reaches the same
     /// configuration, or one that has used fewer unknown ops, so nothing reachable is lost:
     /// <list type="bullet">
-    /// <item>an unknown Put or Delete inside a run: it overwrites the whole run, which could have been left out;</item>
-    /// <item>a completed Get right after a run that it also fits before the run: place it first, then the run;</item>
+    /// <item>an unknown op that overwrites (<see cref="KeyOp.Overwrites"/>: Put, Delete, GetDel, Set without NX, XX or
+    /// KEEPTTL) inside a run: it overwrites the whole run, which could have been left out;</item>
+    /// <item>a completed read (Get, Ttl) right after a run that it also fits before the run: place it first, then the run;</item>
     /// <item>a completed op right after a run that fits before the run and leaves the same state either way (Put,
     /// Delete with the same answer): the run could have been left out.</item>
     /// </list>
     /// </summary>
     private static bool Redundant(KeyOp op, bool completed, in KeyState runStart, in KeyState next)
     {
-        if (!completed) return op.Kind is OpKind.Put or OpKind.Delete;
+        if (!completed) return op.Overwrites;
         if (!KeyModel.Step(op, runStart, out KeyState without)) return false;
-        return op.Kind == OpKind.Get || without == next;
+        return op.Kind is OpKind.Get or OpKind.Ttl || without == next;
     }
 
 
     /// <summary>
     /// A run of unknown ops is only worth placing if a completed op that could come next (a candidate now) will
     /// accept the state at its end. This over-approximates, from state <paramref name="x"/> (just after an unknown op,
-    /// so the rest of the run has no Put or Delete) and the unknown ops still available (other than
+    /// so the rest of the run has no op that overwrites) and the unknown ops still available (other than
     /// <paramref name="exclude"/>), whether some candidate could be satisfied.
     /// </summary>
     private bool MayEnable(in KeyState x, int exclude, long frontier)
@@ -289,11 +290,14 @@ internal sealed class KeySearch
                 {
                     if (j == exclude || IsSet(_used, j)) continue;
                     KeyOp u = _unknowns[j];
-                    // Put and Delete cannot come later in this run (they are only placed first in a run).
+                    // Ops that overwrite cannot come later in this run (they are only placed first in a run); Expire and
+                    // Persist leave the value as it is.
                     bool produces = u.Kind switch
                     {
                         OpKind.PutHash => decimalValue,
                         OpKind.Append => v.EndsWith(u.Input, StringComparison.Ordinal),
+                        OpKind.Incr => KeyModel.TryParseRedisInteger(v, out _),
+                        OpKind.Set => string.Equals(v, u.Input, StringComparison.Ordinal),
                         _ => false,
                     };
                     if (produces) return true;
@@ -314,6 +318,7 @@ internal sealed class KeySearch
                     KeyOp u = _unknowns[j];
                     if (u.Kind == OpKind.Append) appendable += u.InputBytes;
                     else if (u.Kind == OpKind.PutHash) putHash = true; // leaves 1 to 10 bytes
+                    else if (u.Kind is OpKind.Set or OpKind.Incr) return true; // any length: not worth bounding
                 }
                 return (target > x.Bytes && target <= x.Bytes + appendable) || (putHash && target >= 1 && target <= 10 + appendable);
             }
@@ -327,7 +332,7 @@ internal sealed class KeySearch
                 for (int j = 0; j < _unknowns.Length && _unknowns[j].Call <= frontier; j++)
                 {
                     if (j == exclude || IsSet(_used, j)) continue;
-                    if (_unknowns[j].Kind is OpKind.Append or OpKind.PutHash) return true;
+                    if (_unknowns[j].Kind is OpKind.Append or OpKind.PutHash or OpKind.Incr or OpKind.Set) return true;
                 }
                 return false;
             }
@@ -384,8 +389,9 @@ internal sealed class KeySearch
         _probe.Offset = first;
         _probe.Count = last - first + 1;
         _probe.Present = s.Present;
+        _probe.HasTtl = s.HasTtl;
         _probe.Value = s.Value;
-        _probe.Hash = HashCode.Combine(_zobrist, s.Present, s.Value);
+        _probe.Hash = HashCode.Combine(_zobrist, s.Present, s.HasTtl, s.Value);
 
         if (_memo.TryGetValue(_probe, out Memo? seen))
         {
@@ -406,6 +412,7 @@ internal sealed class KeySearch
             Offset = first,
             Count = _probe.Count,
             Present = s.Present,
+            HasTtl = s.HasTtl,
             Value = s.Value,
             Hash = _probe.Hash,
             UnknownSets = _used.Length == 0 ? null : [(ulong[])_used.Clone()],
@@ -523,12 +530,15 @@ internal sealed class KeySearch
     internal static string Label(HistoryOp op)
     {
         string input = KeyState.Quote(op.Input ?? "");
-        string output = op.Output is null ? "?" : op.Kind is OpKind.Get or OpKind.PutHash ? KeyState.Quote(op.Output) : op.Output;
+        bool valueOutput = op.Kind is OpKind.Get or OpKind.PutHash or OpKind.GetDel || (op.Kind == OpKind.Set && op.Options.Contains("GET", StringComparison.OrdinalIgnoreCase));
+        string output = op.Output is null ? "?" : valueOutput ? KeyState.Quote(op.Output) : op.Output;
+        string options = string.IsNullOrEmpty(op.Options) ? "" : " " + op.Options;
         string call = op.Kind switch
         {
-            OpKind.Get => "Get()",
-            OpKind.Delete => "Delete()",
-            _ => $"{op.Kind}({input})",
+            OpKind.Get or OpKind.Delete or OpKind.GetDel or OpKind.Persist or OpKind.Ttl => $"{op.Kind}()",
+            OpKind.Incr => $"Incr({op.Input})",
+            OpKind.Expire => $"Expire({options.Trim()})",
+            _ => $"{op.Kind}({input}{options})",
         };
         return op.Kind == OpKind.Put || op.Outcome != Outcome.Ok ? call : $"{call} -> {output}";
     }
@@ -545,6 +555,7 @@ internal sealed class KeySearch
         public ulong[] Words = [];
         public int Start, Offset, Count;
         public bool Present;
+        public bool HasTtl;
         public string Value = "";
         public int Hash;
         public List<ulong[]>? UnknownSets;
@@ -555,7 +566,7 @@ internal sealed class KeySearch
 
             public bool Equals(Memo? a, Memo? b) =>
                 a is not null && b is not null && a.Hash == b.Hash && a.Offset == b.Offset && a.Count == b.Count &&
-                a.Present == b.Present && string.Equals(a.Value, b.Value, StringComparison.Ordinal) &&
+                a.Present == b.Present && a.HasTtl == b.HasTtl && string.Equals(a.Value, b.Value, StringComparison.Ordinal) &&
                 a.Words.AsSpan(a.Start, a.Count).SequenceEqual(b.Words.AsSpan(b.Start, b.Count));
 
             public int GetHashCode(Memo m) => m.Hash;

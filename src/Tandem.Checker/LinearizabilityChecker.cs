@@ -39,6 +39,9 @@ public static class LinearizabilityChecker
             {
                 throw new ArgumentException($"operation {op} has an undefined kind or outcome", nameof(history));
             }
+            KeyOp.ParseFlags(op); // an option the model does not know is refused here, not mid-search
+            if (op.Kind == OpKind.Incr && !long.TryParse(op.Input, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out _))
+                throw new ArgumentException($"operation {op} has an increment that is not a 64-bit integer", nameof(history));
             if (op.Outcome == Outcome.Ok && op.Return < op.Call)
             {
                 throw new ArgumentException($"operation {op} returns before its call", nameof(history));

@@ -112,6 +112,12 @@ internal static class Timeline
             OpKind.PutHash => $"PutHash {Cut(op.Input)} → {Cut(op.Output)}",
             OpKind.Append => $"Append {Cut(op.Input)} → {Cut(op.Output)}",
             OpKind.Delete => $"Delete → {Cut(op.Output)}",
+            OpKind.Incr => $"Incr {Cut(op.Input)} → {Cut(op.Output)}",
+            OpKind.Set => $"Set {Cut(op.Input)} {op.Options} → {Cut(op.Output)}",
+            OpKind.GetDel => $"GetDel → {Cut(op.Output)}",
+            OpKind.Expire => $"Expire {op.Options} → {Cut(op.Output)}",
+            OpKind.Persist => $"Persist → {Cut(op.Output)}",
+            OpKind.Ttl => $"Ttl → {Cut(op.Output)}",
             _ => op.Kind.ToString(),
         };
         return op.Outcome switch

@@ -26,6 +26,13 @@ internal static class ChaosCommand
         CliParsers.Reject(bigKeys, r => r.GetValueOrDefault<int>() is < 0 or > 64, "--big-keys must be between 0 and 64");
         var bigRate = new Option<double>("--big-rate") { HelpName = "N", Description = "Big-value operations per second at the full --rate, all clients together.", DefaultValueFactory = _ => 2 };
         CliParsers.Reject(bigRate, r => r.GetValueOrDefault<double>() is < 0 or > 1000 || double.IsNaN(r.GetValueOrDefault<double>()), "--big-rate must be between 0 and 1000");
+        var mix = new Option<WorkloadMix>("--mix")
+        {
+            HelpName = "redis|classic",
+            Description = "Operations the clients draw: redis (default: also INCR, counters and transactions, SET with options, GETSET, GETDEL, "
+                + "EXPIRE, PERSIST, TTL, MSET, MGET, DEL of two keys, keys with a short PX) or classic (Get, Put, PutHash, Append, Delete).",
+            DefaultValueFactory = _ => WorkloadMix.Redis,
+        };
         var maxSessions = new Option<int?>("--max-sessions")
         {
             HelpName = "N",
@@ -80,7 +87,7 @@ internal static class ChaosCommand
             + "concurrent clients, kills, pauses, partitions, loss, delay, replacements, sync-kills, cuts and stalls on the servers, and at the same time "
             + "kills, pauses and partitions of the group's leader, kills of a minority and of every member; then check the history for linearizability. "
             + "Exit 0 pass, 1 violation, 3 checker undecided.")
-        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, maxSessions, backupTimeout, coordinators, without };
+        { seed, duration, clients, rate, keys, output, budget, verbose, dryRun, recheck, bigKeys, bigRate, mix, maxSessions, backupTimeout, coordinators, without };
         command.SetAction(async (parse, ct) =>
         {
             int n = parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000);
@@ -91,6 +98,7 @@ internal static class ChaosCommand
             {
                 BigKeys = parse.GetValue(bigKeys),
                 BigRate = parse.GetValue(bigRate),
+                Mix = parse.GetValue(mix),
                 MaxSessions = parse.GetValue(maxSessions),
                 BackupTimeout = parse.GetValue(backupTimeout),
                 Seed = n,
@@ -135,6 +143,7 @@ internal static class ChaosCommand
                 return NodeCommands.Fail($"chaos seed={n}: {e.Message}");
             }
             Console.WriteLine(report.Summary);
+            Console.WriteLine(report.Details);
             if (report.Verdict == Verdict.Unknown)
                 Console.WriteLine($"UNDECIDED seed={n}: the checker ran out of its {parse.GetDuration(budget, TimeSpan.FromSeconds(60)).TotalSeconds:0}s budget; "
                     + "this is not a pass (try --check-budget, or more --keys for shorter key histories)");
@@ -149,6 +158,7 @@ internal static class ChaosCommand
     private static string Extra(ChaosOptions o) =>
         (o.Clients != 8 ? $" --clients {o.Clients}" : "") + (o.Keys != 8 ? $" --keys {o.Keys}" : "") + (o.Rate != 2000 ? $" --rate {o.Rate}" : "")
         + (o.BigKeys != 2 ? $" --big-keys {o.BigKeys}" : "")
+        + (o.Mix != WorkloadMix.Redis ? " --mix classic" : "")
         + (o.BigRate != 2 ? $" --big-rate {o.BigRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
         + (o.MaxSessions is int m ? $" --max-sessions {m}" : "")
         + (o.BackupTimeout is TimeSpan b ? $" --backup-timeout {Tandem.Client.DurationParser.Format(b)}" : "")

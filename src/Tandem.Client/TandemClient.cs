@@ -12,7 +12,7 @@ namespace Tandem.Client;
 /// sent as <c>XREQ</c> requests whose number a retry reuses, under a client id the servers issue (<c>XCLIENT</c>)
 /// before the first write. Safe for many concurrent calls, which share one pipelined connection per server.
 /// </summary>
-public sealed class TandemClient : IAsyncDisposable
+public sealed partial class TandemClient : IAsyncDisposable
 {
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(5);
 

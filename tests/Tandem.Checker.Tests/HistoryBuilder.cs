@@ -22,5 +22,20 @@ internal sealed class HistoryBuilder
     public HistoryBuilder Append(int p, string input, string? length, long call, long ret, Outcome outcome = Outcome.Ok) => Add(p, OpKind.Append, input, length, call, ret, outcome);
     public HistoryBuilder Delete(int p, string? result, long call, long ret, Outcome outcome = Outcome.Ok) => Add(p, OpKind.Delete, "", result, call, ret, outcome);
 
+    public HistoryBuilder Incr(int p, string by, string? result, long call, long ret, Outcome outcome = Outcome.Ok) => Add(p, OpKind.Incr, by, result, call, ret, outcome);
+    public HistoryBuilder Set(int p, string value, string options, string? result, long call, long ret, Outcome outcome = Outcome.Ok)
+    {
+        _ops.Add(new HistoryOp(p, OpKind.Set, "k", value, result, call, ret, outcome, options));
+        return this;
+    }
+    public HistoryBuilder GetDel(int p, string? old, long call, long ret, Outcome outcome = Outcome.Ok) => Add(p, OpKind.GetDel, "", old, call, ret, outcome);
+    public HistoryBuilder Expire(int p, string options, string? result, long call, long ret, Outcome outcome = Outcome.Ok)
+    {
+        _ops.Add(new HistoryOp(p, OpKind.Expire, "k", "", result, call, ret, outcome, options));
+        return this;
+    }
+    public HistoryBuilder Persist(int p, string? result, long call, long ret, Outcome outcome = Outcome.Ok) => Add(p, OpKind.Persist, "", result, call, ret, outcome);
+    public HistoryBuilder Ttl(int p, string result, long call, long ret) => Add(p, OpKind.Ttl, "", result, call, ret);
+
     public CheckResult Check() => LinearizabilityChecker.Check(_ops, TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
 }

@@ -123,3 +123,99 @@ public class PropertyTests
         Assert.True(mutated > 20, $"only {mutated} histories noticed a dropped append");
     }
 }
+
+public class RedisPropertyTests
+{
+    private static CheckResult Check(IReadOnlyList<HistoryOp> ops, int seconds = 60) =>
+        LinearizabilityChecker.Check(ops, TimeSpan.FromSeconds(seconds), TestContext.Current.CancellationToken);
+
+    private static (int Operations, int Keys, int Processes, int Width) Shape(int seed)
+    {
+        var rng = new Random(seed * 7919);
+        return (60 + rng.Next(120), 1 + rng.Next(3), 2 + rng.Next(6), rng.Next(60));
+    }
+
+    private static List<HistoryOp> Generate(int seed, double unknownRate = 0.05, int doubleApplyAt = -1, int loseAt = -1)
+    {
+        var (operations, keys, processes, width) = Shape(seed);
+        return RandomRedisHistory.Generate(seed, operations, keys, processes, width, unknownRate, doubleApplyAt, loseAt);
+    }
+
+    [Fact]
+    public void RedisHistoriesFromASequentialRun_AreAlwaysLinearizable()
+    {
+        for (int seed = 1; seed <= 300; seed++)
+        {
+            var r = Check(Generate(seed));
+            Assert.True(r.Verdict == Verdict.Linearizable, $"seed {seed}: {r.Summary}\n{string.Join("\n", r.Keys.Select(k => k.Explanation))}");
+        }
+    }
+
+    [Fact]
+    public void RedisHistoriesWithManyUnknownOutcomes_AreNeverReportedAsViolations()
+    {
+        int undecided = 0;
+        for (int seed = 1; seed <= 200; seed++)
+        {
+            var ops = RandomRedisHistory.Generate(seed, 60, 1 + seed % 2, 4, seed % 50, unknownRate: 0.3);
+            var r = Check(ops, seconds: 1);
+            Assert.True(r.Verdict != Verdict.NotLinearizable, $"seed {seed}: {r.Summary}\n{string.Join("\n", r.Keys.Select(k => k.Explanation))}");
+            if (r.Verdict == Verdict.Unknown) undecided++;
+        }
+        Assert.True(undecided <= 10, $"{undecided} of 200 undecided");
+    }
+
+    [Fact]
+    public void AnIncrementAppliedTwice_IsCaughtWhenLaterObserved()
+    {
+        int caught = 0, tried = 0;
+        for (int seed = 1; seed <= 200; seed++)
+        {
+            List<HistoryOp> plain = Generate(seed, unknownRate: 0);
+            int[] incrs = [.. Enumerable.Range(0, plain.Count).Where(i => plain[i].Kind == OpKind.Incr && plain[i].Output != "error")];
+            if (incrs.Length == 0) continue;
+            int at = incrs[new Random(seed).Next(incrs.Length)];
+            var r = Check(Generate(seed, unknownRate: 0, doubleApplyAt: at));
+            Assert.NotEqual(Verdict.Unknown, r.Verdict);
+            tried++;
+            if (r.Verdict == Verdict.NotLinearizable) caught++;
+        }
+        Assert.True(caught > tried / 3, $"only {caught} of {tried} double increments caught");
+    }
+
+    [Fact]
+    public void ALostIncrement_IsCaughtWhenLaterObserved()
+    {
+        int caught = 0, tried = 0;
+        for (int seed = 1; seed <= 200; seed++)
+        {
+            List<HistoryOp> plain = Generate(seed, unknownRate: 0);
+            int[] incrs = [.. Enumerable.Range(0, plain.Count).Where(i => plain[i].Kind == OpKind.Incr && plain[i].Output != "error")];
+            if (incrs.Length == 0) continue;
+            int at = incrs[new Random(seed).Next(incrs.Length)];
+            var r = Check(Generate(seed, unknownRate: 0, loseAt: at));
+            Assert.NotEqual(Verdict.Unknown, r.Verdict);
+            tried++;
+            if (r.Verdict == Verdict.NotLinearizable) caught++;
+        }
+        Assert.True(caught > tried / 3, $"only {caught} of {tried} lost increments caught");
+    }
+
+    [Fact]
+    public void OneReadChangedToAValueNeverWritten_IsCaught()
+    {
+        int mutated = 0;
+        for (int seed = 1; seed <= 200; seed++)
+        {
+            List<HistoryOp> ops = Generate(seed);
+            int[] reads = [.. Enumerable.Range(0, ops.Count).Where(i => ops[i] is { Outcome: Outcome.Ok, Kind: OpKind.Get or OpKind.Incr or OpKind.GetDel })];
+            if (reads.Length == 0) continue;
+            int at = reads[new Random(seed).Next(reads.Length)];
+            ops[at] = ops[at] with { Output = "-123456789" };
+            var r = Check(ops);
+            Assert.True(r.Verdict == Verdict.NotLinearizable, $"seed {seed}: {ops[at]}: {r.Summary}");
+            mutated++;
+        }
+        Assert.True(mutated > 150);
+    }
+}

@@ -20,6 +20,44 @@ public class ChaosUnitTests
         Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(350)));
     }
 
+    private static Tandem.Checker.HistoryOp PxOp(Tandem.Checker.OpKind kind, string? output, long call, long ret, string options = "") =>
+        new(1, kind, "x1.1.e0", "v1.1", output, call, ret, Tandem.Checker.Outcome.Ok, options);
+
+    [Fact]
+    public void ExpiryCheck_AKeySeenGone_ThatComesBack_IsAViolation()
+    {
+        var set = PxOp(Tandem.Checker.OpKind.Put, null, 0, 1_000, "PX 300");
+        List<Tandem.Checker.HistoryOp> fine =
+        [
+            set,
+            PxOp(Tandem.Checker.OpKind.Get, "v1.1", 2_000, 3_000),
+            PxOp(Tandem.Checker.OpKind.Ttl, "250", 4_000, 5_000),
+            PxOp(Tandem.Checker.OpKind.Get, "", 400_000, 401_000),
+            PxOp(Tandem.Checker.OpKind.Get, "v1.1", 400_500, 402_000), // concurrent with the read that saw it gone: allowed
+            PxOp(Tandem.Checker.OpKind.Ttl, "-2", 500_000, 501_000),
+        ];
+        Assert.Empty(Verifier.CheckExpiry(fine, out int keys, out int reads));
+        Assert.Equal((1, 5), (keys, reads));
+
+        List<string> back = Verifier.CheckExpiry([.. fine, PxOp(Tandem.Checker.OpKind.Ttl, "12", 402_000, 403_000)], out _, out _);
+        Assert.Contains(back, p => p.Contains("came back", StringComparison.Ordinal));
+        Assert.NotEmpty(Verifier.CheckExpiry([set, PxOp(Tandem.Checker.OpKind.Ttl, "301", 2_000, 3_000)], out _, out _)); // longer than set
+        Assert.NotEmpty(Verifier.CheckExpiry([set, PxOp(Tandem.Checker.OpKind.Ttl, "-1", 2_000, 3_000)], out _, out _)); // lost its deadline
+        Assert.NotEmpty(Verifier.CheckExpiry([set, PxOp(Tandem.Checker.OpKind.Get, "other", 2_000, 3_000)], out _, out _));
+        Assert.NotEmpty(Verifier.CheckExpiry([set, PxOp(Tandem.Checker.OpKind.Get, "v1.1", 1_400_000, 1_500_000)], out _, out _)); // long after its deadline
+    }
+
+    [Fact]
+    public void ForChecker_LeavesThePxKeysToTheExpiryCheck()
+    {
+        List<Tandem.Checker.HistoryOp> ops =
+        [
+            PxOp(Tandem.Checker.OpKind.Put, null, 0, 1_000, "PX 300"),
+            new(1, Tandem.Checker.OpKind.Incr, "n0.e0", "1", "1", 0, 10, Tandem.Checker.Outcome.Ok),
+        ];
+        Assert.Equal("n0.e0", Assert.Single(Verifier.ForChecker(ops)).Key);
+    }
+
     [Fact]
     public void BigValue_ReadBackIntact_IsItsDescription()
     {

@@ -389,6 +389,180 @@ public class ClientRetryTests
         await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetAsync("k", TestContext.Current.CancellationToken));
     }
 
+    [Fact]
+    public async Task NewWrites_GoAsXreq_WithRedisArguments_AndTheirRepliesAreDecoded()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        var script = cluster.Server.Script;
+
+        script.Enqueue(RespValue.Int(1));
+        Assert.Equal(1, await client.IncrAsync("n", ct));
+        script.Enqueue(RespValue.Int(11));
+        Assert.Equal(11, await client.IncrByAsync("n", 10, ct));
+        script.Enqueue(RespValue.Int(8));
+        Assert.Equal(8, await client.DecrByAsync("n", 3, ct));
+        script.Enqueue(RespValue.Int(7));
+        Assert.Equal(7, await client.DecrAsync("n", ct));
+        script.Enqueue(RespValue.Bulk("7.5"));
+        Assert.Equal(7.5, await client.IncrByFloatAsync("n", 0.5, ct));
+        script.Enqueue(RespValue.Bulk("old"));
+        Assert.Equal("old", await client.GetSetAsync("g", "new", ct));
+        script.Enqueue(RespValue.NullBulk);
+        Assert.Null(await client.GetDelAsync("g", ct));
+        script.Enqueue(RespValue.Ok);
+        await client.MSetAsync([new("a", "1"), new("b", "2")], ct);
+        script.Enqueue(RespValue.Int(0));
+        Assert.False(await client.MSetNxAsync([new("a", "1")], ct));
+        script.Enqueue(RespValue.Int(2));
+        Assert.Equal(2, await client.DeleteAsync(["a", "b", "c"], ct));
+        script.Enqueue(RespValue.Int(1));
+        Assert.True(await client.ExpireAsync("a", 10, ExpireCondition.IfGreater, ct));
+        script.Enqueue(RespValue.Int(0));
+        Assert.False(await client.PExpireAsync("a", 1500, cancellationToken: ct));
+        script.Enqueue(RespValue.Int(1));
+        Assert.True(await client.PersistAsync("a", ct));
+
+        string id = client.ClientId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string[][] expected =
+        [
+            ["INCR", "n"], ["INCRBY", "n", "10"], ["DECRBY", "n", "3"], ["DECR", "n"], ["INCRBYFLOAT", "n", "0.5"],
+            ["GETSET", "g", "new"], ["GETDEL", "g"], ["MSET", "a", "1", "b", "2"], ["MSETNX", "a", "1"], ["DEL", "a", "b", "c"],
+            ["EXPIRE", "a", "10", "GT"], ["PEXPIRE", "a", "1500"], ["PERSIST", "a"],
+        ];
+        string[][] sent = [.. cluster.Server.Received];
+        Assert.Equal(expected.Length, sent.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            string n = (i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            string acked = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(["XREQ", id, n, acked, .. expected[i]], sent[i]);
+        }
+    }
+
+    [Theory]
+    [InlineData(SetCondition.Always, false, SetExpiry.None, 0L, "SET k v")]
+    [InlineData(SetCondition.IfMissing, true, SetExpiry.Milliseconds, 250L, "SET k v NX GET PX 250")]
+    [InlineData(SetCondition.IfExists, false, SetExpiry.Seconds, 10L, "SET k v XX EX 10")]
+    [InlineData(SetCondition.Always, true, SetExpiry.UnixSeconds, 1900000000L, "SET k v GET EXAT 1900000000")]
+    [InlineData(SetCondition.Always, false, SetExpiry.UnixMilliseconds, 1900000000000L, "SET k v PXAT 1900000000000")]
+    [InlineData(SetCondition.Always, false, SetExpiry.KeepTtl, 0L, "SET k v KEEPTTL")]
+    public async Task SetWithOptions_SendsRedisOptions_ExactlyOnce(SetCondition condition, bool get, SetExpiry expiry, long value, string command)
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        var options = value > 0
+            ? new SetOptions { Condition = condition, ReturnOldValue = get, Expiry = expiry, ExpiryValue = value }
+            : new SetOptions { Condition = condition, ReturnOldValue = get, Expiry = expiry };
+        if (get) cluster.Server.Script.Enqueue(RespValue.NullBulk); // GET's reply: the old value, here none
+        await client.SetAsync("k", "v", options, TestContext.Current.CancellationToken);
+
+        Assert.Equal(["XREQ", client.ClientId.ToString(System.Globalization.CultureInfo.InvariantCulture), "1", "0", .. command.Split(' ')],
+            cluster.Server.Received.Single());
+    }
+
+    [Fact]
+    public async Task SetWithOptions_ReportsWhetherItSet_AndTheOldValue()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        var script = cluster.Server.Script;
+
+        script.Enqueue(RespValue.NullBulk); // NX refused
+        Assert.Equal(new SetResult(false, null), await client.SetAsync("k", "v", new SetOptions { Condition = SetCondition.IfMissing }, ct));
+        script.Enqueue(RespValue.Ok);
+        Assert.Equal(new SetResult(true, null), await client.SetAsync("k", "v", new SetOptions { Condition = SetCondition.IfExists }, ct));
+        script.Enqueue(RespValue.Bulk("was")); // NX GET on an existing key: not set, old value
+        Assert.Equal(new SetResult(false, "was"), await client.SetAsync("k", "v", new SetOptions { Condition = SetCondition.IfMissing, ReturnOldValue = true }, ct));
+        script.Enqueue(RespValue.NullBulk); // NX GET on a missing key: set
+        Assert.Equal(new SetResult(true, null), await client.SetAsync("k", "v", new SetOptions { Condition = SetCondition.IfMissing, ReturnOldValue = true }, ct));
+        script.Enqueue(RespValue.NullBulk); // XX GET on a missing key: not set
+        Assert.Equal(new SetResult(false, null), await client.SetAsync("k", "v", new SetOptions { Condition = SetCondition.IfExists, ReturnOldValue = true }, ct));
+        script.Enqueue(RespValue.Bulk("was"));
+        Assert.Equal(new SetResult(true, "was"), await client.SetAsync("k", "v", new SetOptions { ReturnOldValue = true }, ct));
+    }
+
+    [Fact]
+    public void SetOptions_ExpiryWithoutAPositiveValue_IsRefused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SetOptions { Expiry = SetExpiry.Seconds, ExpiryValue = 0 });
+        Assert.Throws<ArgumentException>(() => new SetOptions { Expiry = SetExpiry.Milliseconds }.Arguments().ToList());
+        Assert.Equal(["PX", "250"], SetOptions.ExpireInMilliseconds(250).Arguments());
+        Assert.Equal(["EX", "3"], SetOptions.ExpireInSeconds(3).Arguments());
+        Assert.Equal(["PXAT", "1900000000000"], SetOptions.ExpireAt(DateTimeOffset.FromUnixTimeMilliseconds(1900000000000)).Arguments());
+    }
+
+    [Fact]
+    public async Task NewReads_ArePlain_AndDecoded()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        var script = cluster.Server.Script;
+
+        script.Enqueue(RespValue.Array([RespValue.Bulk("1"), RespValue.NullBulk, RespValue.Bulk("")]));
+        Assert.Equal(["1", null, ""], await client.MGetAsync(["a", "b", "c"], ct));
+        script.Enqueue(RespValue.Int(-2));
+        Assert.Equal(-2, await client.TtlAsync("a", ct));
+        script.Enqueue(RespValue.Int(1234));
+        Assert.Equal(1234, await client.PTtlAsync("a", ct));
+        script.Enqueue(RespValue.Int(2));
+        Assert.Equal(2, await client.ExistsAsync(["a", "a", "b"], ct));
+
+        Assert.Equal<string[]>([["MGET", "a", "b", "c"], ["TTL", "a"], ["PTTL", "a"], ["EXISTS", "a", "a", "b"]], cluster.Server.Received);
+        Assert.Equal(0, client.ClientId); // no write, no session
+    }
+
+    [Fact]
+    public async Task Transaction_GoesAsOneXreqExec_AndReturnsEachReply()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = cluster.CreateClient();
+        cluster.Server.Script.Enqueue(RespValue.Array([RespValue.Int(1), RespValue.Error("ERR value is not an integer or out of range"), RespValue.Ok]));
+
+        IReadOnlyList<RespValue> replies = await client.TransactionAsync([["INCR", "a"], ["INCR", "s"], ["SET", "b", "x y"]], TestContext.Current.CancellationToken);
+
+        Assert.Equal(1, replies[0].Integer);
+        Assert.True(replies[1].IsError);
+        Assert.Equal("OK", replies[2].Text);
+        Assert.Equal(["XREQ", client.ClientId.ToString(System.Globalization.CultureInfo.InvariantCulture), "1", "0", "EXEC", "2", "INCR", "a", "2", "INCR", "s", "3", "SET", "b", "x y"],
+            cluster.Server.Received.Single());
+        await Assert.ThrowsAsync<ArgumentException>(() => client.TransactionAsync([], TestContext.Current.CancellationToken));
+        await Assert.ThrowsAsync<ArgumentException>(() => client.TransactionAsync([[]], TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task Incr_OfANonInteger_ThrowsRedisError_WithoutRetrying()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.Script.Enqueue(RespValue.Error("ERR value is not an integer or out of range"));
+        await using var client = cluster.CreateClient();
+
+        var e = await Assert.ThrowsAsync<TandemException>(() => client.IncrAsync("s", TestContext.Current.CancellationToken));
+
+        Assert.Equal("ERR", e.Code);
+        Assert.Contains("not an integer", e.Message);
+        Assert.Single(cluster.Server.Received);
+    }
+
+    [Fact]
+    public async Task Incr_WhoseReplyIsLost_IsRetriedWithTheSameNumber()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        cluster.Server.Script.Enqueue(null); // the connection drops: the increment may have been applied
+        cluster.Server.Script.Enqueue(RespValue.Error("TRYAGAIN backup unreachable"));
+        cluster.Server.Script.Enqueue(RespValue.Int(1)); // the saved reply of the first copy
+        await using var client = cluster.CreateClient();
+
+        Assert.Equal(1, await client.IncrAsync("n", TestContext.Current.CancellationToken));
+
+        string id = client.ClientId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.All(cluster.Server.Received, w => Assert.Equal(["XREQ", id, "1", "0", "INCR", "n"], w));
+        Assert.Equal(3, cluster.Server.Received.Count);
+    }
+
     private sealed class FakeCluster : IAsyncDisposable
     {
         private readonly RespHost _coordinatorHost, _serverHost;
