@@ -118,35 +118,38 @@ internal sealed partial class ServerHandler
         if (failed) return Done(RespValue.Error("EXECABORT Transaction discarded because of previous errors."));
         if (_replica() is not { } r) return Done(Starting);
 
-        // The data commands go as one write; any other command (PING, ECHO...) runs here, its reply in its place.
+        // The data commands go as one write; any other command (PING, ECHO...) runs here, first, its reply in its
+        // place. Everything is decided now: the write's reply is known when it is sequenced, and only its sending
+        // waits (the connection's ReplyGate must not be awaited while the batch's commands are still starting).
         var data = new List<byte[][]>();
-        var others = new List<(int At, RespCommand Command)>();
+        var others = new RespValue?[commands.Length];
         for (int i = 0; i < commands.Length; i++)
         {
-            if (DataCommands.Table.TryFind(commands[i][0], out _)) data.Add(commands[i].Args);
-            else others.Add((i, commands[i]));
+            if (DataCommands.Table.TryFind(commands[i][0], out _))
+            {
+                data.Add(commands[i].Args);
+                continue;
+            }
+            Table.TryFind(commands[i][0], out CommandSpec<CommandHandler>? spec);
+            ValueTask<RespValue?> ran = base.ExecuteAsync(commands[i], spec, conn);
+            others[i] = ran.IsCompletedSuccessfully
+                ? ran.Result ?? RespValue.Error($"{ErrorCodes.Err} {spec?.LowerName} gave no reply inside a transaction")
+                : RespValue.Error($"{ErrorCodes.Err} {spec?.LowerName} cannot wait inside a transaction");
         }
-        if (data.Count == 0 && watched.Length == 0) return RunOthersAsync(commands.Length, others, null, conn);
+        if (data.Count == 0 && watched.Length == 0) return Done(Merge(others, RespValue.Array([])));
         Held held = r.Write(new Operation(Operation.TransactionArgs(data)), watched, NullArray);
-        ValueTask<RespValue?> applied = Hold(conn, r, held);
-        return others.Count == 0 ? applied : RunOthersAsync(commands.Length, others, applied, conn);
+        return Hold(conn, r, held with { Reply = Merge(others, held.Reply) });
     }
 
-    private async ValueTask<RespValue?> RunOthersAsync(int total, List<(int At, RespCommand Command)> others, ValueTask<RespValue?>? applied, ConnectionContext conn)
+    /// <summary>The replies in command order: the data commands' from <paramref name="applied"/>, the others' as they ran.</summary>
+    private static RespValue Merge(RespValue?[] others, RespValue applied)
     {
-        var replies = new RespValue[total];
-        var ran = new RespValue?[total];
-        foreach ((int at, RespCommand command) in others)
-        {
-            Table.TryFind(command[0], out CommandSpec<CommandHandler>? spec);
-            ran[at] = await base.ExecuteAsync(command, spec, conn);
-            if (ran[at] is null) return null;
-        }
-        RespValue? dataReplies = applied is { } wait ? await wait : RespValue.Array([]);
-        if (dataReplies is null) return null;
-        if (dataReplies.IsError || dataReplies.IsNull) return dataReplies; // not applied: the whole transaction fails alike
+        // Not applied (a watched key changed, or refused): the whole transaction answers alike.
+        if (applied.IsError || applied.IsNull || applied.Items is not { } items) return applied;
+        if (others.All(o => o is null)) return applied;
+        var replies = new RespValue[others.Length];
         int next = 0;
-        for (int i = 0; i < total; i++) replies[i] = ran[i] ?? dataReplies.Items![next++];
+        for (int i = 0; i < others.Length; i++) replies[i] = others[i] ?? items[next++];
         return RespValue.Array(replies);
     }
 }

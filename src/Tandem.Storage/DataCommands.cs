@@ -89,7 +89,16 @@ public static class DataCommands
         if (args.Length == 0 || !Table.TryFind(args[0], out CommandSpec<DataCommand>? spec))
             return CommandErrors.Unknown(new RespCommand(args));
         if (!spec.AcceptsCount(args.Length)) return CommandErrors.WrongArity(spec.LowerName);
-        return spec.Handler(context, args);
+        try
+        {
+            return spec.Handler(context, args);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A bug in a command must not stop the sequencer or the backup's apply loop. Given the same state and
+            // arguments it throws the same way on every copy, so the copies still agree.
+            return RespValue.Error($"ERR {spec.LowerName} failed: {e.GetType().Name}");
+        }
     }
 
     private static RespValue PutHash(DataContext c, byte[][] a)

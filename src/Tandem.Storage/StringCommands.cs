@@ -201,7 +201,7 @@ internal static class StringCommands
         bool exists = c.Store.TryGet(a[1], out ReadOnlyMemory<byte> old);
         byte[] add = a[3];
         if (add.Length == 0) return RespValue.Int(exists ? old.Length : 0);
-        if (offset + add.Length > Math.Min(c.MaxValueBytes, 512L * 1024 * 1024)) return DataErrors.TooLarge;
+        if (offset > Math.Min(c.MaxValueBytes, 512L * 1024 * 1024) - add.Length) return DataErrors.TooLarge; // no overflow for a huge offset
         long length = Math.Max(old.Length, offset + add.Length);
         byte[] value = new byte[length];
         old.Span.CopyTo(value);

@@ -53,7 +53,7 @@ public class RedisParityTests
             ["GETRANGE", "s", "a", "1"], ["SUBSTR", "s", "0", "3"],
             ["SETRANGE", "s", "5", "XX"], ["GET", "s"], ["SETRANGE", "pad", "5", "ab"], ["GET", "pad"],
             ["SETRANGE", "s", "-1", "x"], ["SETRANGE", "none", "3", ""], ["EXISTS", "none"], ["SETRANGE", "s", "2", ""],
-            ["SETRANGE", "s", "536870912", "x"],
+            ["SETRANGE", "s", "536870912", "x"], ["SETRANGE", "s", "9223372036854775807", "x"],
             ["SET", "k1", "ohmytext"], ["SET", "k2", "mynewtext"], ["LCS", "k1", "k2"], ["LCS", "k1", "k2", "LEN"],
             ["LCS", "k1", "k2", "IDX"], ["LCS", "k1", "k2", "IDX", "MINMATCHLEN", "4"], ["LCS", "k1", "k2", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"],
             ["LCS", "k1", "k2", "LEN", "IDX"], ["LCS", "k1", "nokey"], ["LCS", "k1", "k2", "FOO"],
