@@ -204,4 +204,50 @@ public class DataCommandTests
         Assert.Equal(64, Encoding.UTF8.GetByteCount((await Send(conn, "GET", "r")).Text));
         Assert.True(primary.Node!.Replica.LastApplied <= before + 4);
     }
+
+    [Fact]
+    public async Task AnExecWithAPingInside_PipelinedWithHeldReplies_AnswersTheWholeBatchInOrder()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer primary, _) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        // One batch: writes whose replies wait for the backup on both sides of an EXEC that holds a PING.
+        string[][] batch =
+        [
+            ["SET", "before", "1"], ["MULTI"], ["PING"], ["INCR", "n"], ["ECHO", "e"], ["EXEC"], ["SET", "after", "2"], ["GET", "before"], ["INCR", "n"],
+        ];
+        var frame = new System.Buffers.ArrayBufferWriter<byte>();
+        foreach (string[] command in batch) RespWriter.WriteCommand(frame, command);
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(primary.EndPoint, TestContext.Current.CancellationToken);
+        System.Net.Sockets.NetworkStream stream = tcp.GetStream();
+        await stream.WriteAsync(frame.WrittenMemory, TestContext.Current.CancellationToken);
+        var replies = new List<RespValue>();
+        var buffer = new byte[64 * 1024];
+        int held = 0;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(Patience);
+        while (replies.Count < batch.Length)
+        {
+            int n = await stream.ReadAsync(buffer.AsMemory(held), timeout.Token);
+            Assert.True(n > 0, $"the connection closed after {replies.Count} of {batch.Length} replies");
+            held += n;
+            var seq = new System.Buffers.ReadOnlySequence<byte>(buffer, 0, held);
+            replies.Clear();
+            while (RespReader.TryReadValue(ref seq, RespLimits.Default, out RespValue? v)) replies.Add(v!);
+        }
+        Assert.Equal("+OK|+OK|+QUEUED|+QUEUED|+QUEUED|[+PONG, :1, \"e\"]|+OK|\"1\"|:2", string.Join('|', replies.Select(r => r.ToString())));
+    }
+
+    [Fact]
+    public async Task AnErrorQuotesAtMost128BytesOfAnArgument()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer primary, _) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        await using RespClientConnection conn = await RespClientConnection.ConnectAsync(primary.Address, Timeout());
+        await Send(conn, "SET", "k", "v");
+        string option = new('o', 100_000);
+        Assert.Equal("ERR Unsupported option " + new string('o', 128), (await Send(conn, "EXPIRE", "k", "10", option)).Text);
+        Assert.Equal($"ERR unknown type name '{new string('o', 128)}'", (await Send(conn, "SCAN", "0", "TYPE", option)).Text);
+        Assert.Equal("v", (await Send(conn, "GET", "k")).Text);
+    }
 }
