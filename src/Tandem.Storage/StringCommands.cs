@@ -96,6 +96,12 @@ internal static class StringCommands
         return absolute ? n * unitMs : c.Now + n * unitMs;
     }
 
+    private static bool IsExpiryOption(byte[] o) => Is(o, "EX") || Is(o, "PX") || Is(o, "EXAT") || Is(o, "PXAT");
+
+    /// <summary>The deadline an <c>EX PX EXAT PXAT</c> option <paramref name="option"/> gives with its number <paramref name="arg"/>.</summary>
+    private static long? ExpiryOption(DataContext c, byte[] option, byte[] arg, string lowerName, out RespValue? error) =>
+        Deadline(c, arg, Is(option, "EX") || Is(option, "EXAT") ? 1000 : 1, Is(option, "EXAT") || Is(option, "PXAT"), lowerName, out error);
+
     private static RespValue Set(DataContext c, byte[][] a)
     {
         bool nx = false, xx = false, get = false, keepTtl = false;
@@ -109,12 +115,10 @@ internal static class StringCommands
             else if (Is(o, "XX") && !nx) xx = true;
             else if (Is(o, "GET")) get = true;
             else if (Is(o, "KEEPTTL") && !hasExpiry) keepTtl = true;
-            else if (!keepTtl && !hasExpiry && hasNext && (Is(o, "EX") || Is(o, "PX") || Is(o, "EXAT") || Is(o, "PXAT")))
+            else if (!keepTtl && !hasExpiry && hasNext && IsExpiryOption(o))
             {
                 hasExpiry = true;
-                bool seconds = Is(o, "EX") || Is(o, "EXAT");
-                bool absolute = Is(o, "EXAT") || Is(o, "PXAT");
-                deadline = Deadline(c, a[++i], seconds ? 1000 : 1, absolute, "set", out RespValue? error);
+                deadline = ExpiryOption(c, o, a[++i], "set", out RespValue? error);
                 if (deadline is null) return error!;
             }
             else return DataErrors.Syntax;
@@ -153,12 +157,10 @@ internal static class StringCommands
             {
                 persist = any = true;
             }
-            else if (!any && hasNext && (Is(o, "EX") || Is(o, "PX") || Is(o, "EXAT") || Is(o, "PXAT")))
+            else if (!any && hasNext && IsExpiryOption(o))
             {
                 any = true;
-                bool seconds = Is(o, "EX") || Is(o, "EXAT");
-                bool absolute = Is(o, "EXAT") || Is(o, "PXAT");
-                deadline = Deadline(c, a[++i], seconds ? 1000 : 1, absolute, "getex", out RespValue? error);
+                deadline = ExpiryOption(c, o, a[++i], "getex", out RespValue? error);
                 if (deadline is null) return error!;
             }
             else return DataErrors.Syntax;
