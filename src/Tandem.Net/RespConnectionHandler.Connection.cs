@@ -558,10 +558,16 @@ public abstract partial class RespConnectionHandler
         string name = FullName(spec);
         var fields = new List<RespValue>
         {
-            RespValue.Bulk("summary"), RespValue.Bulk(Summaries.GetValueOrDefault(name, "")),
+            RespValue.Bulk("summary"), RespValue.Bulk(spec.Summary ?? Summaries.GetValueOrDefault(name, "")),
             RespValue.Bulk("since"), RespValue.Bulk("1.0.0"),
             RespValue.Bulk("group"), RespValue.Bulk(Group(name, spec.Flags)),
         };
+        if (spec.Syntax is { Length: > 0 } syntax)
+        {
+            // redis-cli builds its hints from these (COMMAND DOCS's argument list, as Redis gives it).
+            fields.Add(RespValue.Bulk("arguments"));
+            fields.Add(CommandSyntax.ToDocs(CommandSyntax.Parse(syntax)));
+        }
         if (name.IndexOf('|') < 0 && Subcommands(spec.Name) is { } subs)
         {
             var inner = new List<RespValue>();

@@ -84,6 +84,15 @@ public sealed class CommandSpec<THandler>
     /// <summary>Where the command's keys are (Redis's first key, last key and step, as <c>COMMAND INFO</c> gives them).</summary>
     public KeySpec Keys { get; }
 
+    /// <summary>One line on what the command does (<c>COMMAND DOCS</c>), or null.</summary>
+    public string? Summary { get; internal set; }
+
+    /// <summary>
+    /// The command's arguments in Redis's documentation syntax (<see cref="CommandSyntax"/>), or null:
+    /// <c>COMMAND DOCS</c> gives them as Redis does, and redis-cli shows them as hints while one types.
+    /// </summary>
+    public string? Syntax { get; internal set; }
+
     /// <summary>What the command has cost so far (<c>INFO commandstats</c>).</summary>
     public CommandStats Stats { get; } = new();
 
@@ -119,6 +128,17 @@ public sealed class CommandTable<THandler>
         int shape = Shape(spec.NameBytes);
         _byShape.TryGetValue(shape, out CommandSpec<THandler>[]? same);
         _byShape[shape] = [.. (same ?? []).Where(s => s.Name != spec.Name), spec];
+        return this;
+    }
+
+    /// <summary>Gives the command <paramref name="name"/> (added before) its summary and argument syntax.</summary>
+    public CommandTable<THandler> Describe(string name, string? summary, string? syntax)
+    {
+        if (!TryFind(System.Text.Encoding.ASCII.GetBytes(name), out CommandSpec<THandler>? spec))
+            throw new ArgumentException($"no command {name} to describe", nameof(name));
+        if (syntax is not null) CommandSyntax.Parse(syntax); // a syntax that does not parse fails at start-up, not in COMMAND DOCS
+        spec.Summary = summary;
+        spec.Syntax = syntax;
         return this;
     }
 

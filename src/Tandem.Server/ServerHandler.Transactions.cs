@@ -58,6 +58,11 @@ internal sealed partial class ServerHandler
             return Done(RespValue.Ok);
         });
         Table.Add("EXEC", 1, CommandFlags.Write, Exec);
+        Table.Describe("MULTI", "Starts a transaction.", "")
+            .Describe("DISCARD", "Discards a transaction.", "")
+            .Describe("WATCH", "Monitors changes to keys to determine the execution of a transaction.", "key...")
+            .Describe("UNWATCH", "Forgets about watched keys of a transaction.", "")
+            .Describe("EXEC", "Executes all commands in a transaction.", "");
     }
 
     /// <summary>RESET ends the connection's transaction and forgets its watched keys.</summary>

@@ -30,15 +30,16 @@ internal sealed partial class ServerHandler : RespConnectionHandler
             CommandHandler run = data.Flags.HasFlag(CommandFlags.Write)
                 ? (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0)
                 : (cmd, conn) => Read(cmd, conn);
-            Table.Add(data.Name, data.Arity, data.Flags, data.Keys, run);
+            Table.Add(data.Name, data.Arity, data.Flags, data.Keys, run).Describe(data.Name, data.Summary, data.Syntax);
         }
-        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, KeySpec.One, Get);
+        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, KeySpec.One, Get).Describe(Commands.Get, "Returns the string value of a key.", "key");
         Table.Add(Commands.ExactlyOnce, -5, CommandFlags.Write, ExactlyOnce);
         Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) =>
             _replica() is { } r ? Hold(conn, r, r.Write(new Operation(RegisterArgs))) : Done(Starting));
         Table.Add(Commands.ReplSnapshot, -5, CommandFlags.Internal, Replicate);
         Table.Add(Commands.ReplApply, -5, CommandFlags.Internal, Replicate);
-        Table.Add("WAIT", 3, CommandFlags.None, Wait);
+        Table.Add("WAIT", 3, CommandFlags.None, Wait)
+            .Describe("WAIT", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout");
         AddTransactionCommands();
         AddServerCommands();
     }

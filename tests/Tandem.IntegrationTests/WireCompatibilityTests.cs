@@ -138,6 +138,34 @@ public class WireCompatibilityTests
         }
     }
 
+    [Fact]
+    public async Task RedisCli_ShowsItsHints_FromCommandDocs()
+    {
+        (TestCluster cluster, TestServer primary, _) = await StartPairAsync();
+        await using (cluster)
+        {
+            DirectoryInfo? root = new(AppContext.BaseDirectory);
+            while (root is not null && !File.Exists(Path.Combine(root.FullName, "Tandem.slnx"))) root = root.Parent;
+            Assert.True(root is not null, "the repository root (Tandem.slnx) is not above the test assembly");
+            // An interactive redis-cli on a pseudo-terminal: what it shows after each command, as a user types.
+            var info = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in new[] { Path.Combine(root.FullName, "tests", "clients", "redis-cli", "hints.py"), primary.EndPoint.Port.ToString(),
+                         "SET k", "EXPIRE k 10", "MSET", "PUTHASH k" })
+                info.ArgumentList.Add(a);
+            using Process p = Process.Start(info) ?? throw new InvalidOperationException("python3 is not installed");
+            CancellationToken ct = TestContext.Current.CancellationToken;
+            Task<string> stderr = p.StandardError.ReadToEndAsync(ct);
+            string output = await p.StandardOutput.ReadToEndAsync(ct);
+            await p.WaitForExitAsync(ct);
+            Assert.True(p.ExitCode == 0, await stderr);
+            Assert.Contains("SET k -> value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]", output);
+            Assert.Contains("EXPIRE k 10 -> [NX|XX|GT|LT]", output);
+            Assert.Contains("MSET -> key value [key value ...]", output);
+            // Tandem's own command: the hint can only come from the server's COMMAND DOCS.
+            Assert.Contains("PUTHASH k -> value", output);
+        }
+    }
+
     internal static async Task<string> RedisCliAsync(params string[] args)
     {
         var info = new ProcessStartInfo("redis-cli") { RedirectStandardOutput = true, RedirectStandardError = true };
