@@ -166,6 +166,8 @@ public static class RespReader
             case (byte)'>':
                 if (!TryReadLength(ref reader, out long n3)) return false;
                 if (n3 < 0) throw new RespProtocolException("negative aggregate length");
+                // Checked before a map's count is doubled, which would overflow for a count near 2^63.
+                if (n3 > limits.MaxArrayLength) throw new RespProtocolException($"aggregate longer than {limits.MaxArrayLength}");
                 long elements = type == (byte)'%' ? 2 * n3 : n3;
                 if (elements > limits.MaxArrayLength) throw new RespProtocolException($"aggregate longer than {limits.MaxArrayLength}");
                 var members = new List<RespValue>((int)Math.Min(elements, reader.Remaining / 2));

@@ -202,3 +202,17 @@ public class RespReaderUnitTests
         }
     }
 }
+
+public class RespReaderAggregateLengthTests
+{
+    [Theory]
+    [InlineData("%9223372036854775807\r\n")]
+    [InlineData("~9223372036854775807\r\n")]
+    [InlineData("%4611686018427387904\r\n")]
+    public void AHugeMapOrSetCount_IsAProtocolError_NotAnOverflow(string frame)
+    {
+        // The parser fuzzer found "%9223372036854775807": doubling the map's count overflowed to a negative capacity.
+        var seq = new System.Buffers.ReadOnlySequence<byte>(System.Text.Encoding.ASCII.GetBytes(frame));
+        Assert.Throws<Tandem.Protocol.RespProtocolException>(() => Tandem.Protocol.RespReader.TryReadValue(ref seq, Tandem.Protocol.RespLimits.Default, out _));
+    }
+}
