@@ -135,9 +135,15 @@ internal sealed partial class ServerHandler : RespConnectionHandler
     private RespValue? CheckData(CommandSpec<DataCommand> spec, byte[][] args)
     {
         if (!spec.AcceptsCount(args.Length)) return CommandErrors.WrongArity(spec.LowerName);
-        foreach (int i in spec.Keys.Positions(args.Length))
-            if (args[i].Length > _options.MaxKeyBytes)
-                return RespValue.Error($"{ErrorCodes.Err} key is {args[i].Length} bytes; the limit is {_options.MaxKeyBytes}");
+        KeySpec keys = spec.Keys;
+        if (keys.Step > 0 && keys.First > 0)
+        {
+            // The key positions, without an enumerator (this runs for every write).
+            int last = keys.Last < 0 ? args.Length + keys.Last : Math.Min(keys.Last, args.Length - 1);
+            for (int i = keys.First; i <= last; i += keys.Step)
+                if (args[i].Length > _options.MaxKeyBytes)
+                    return RespValue.Error($"{ErrorCodes.Err} key is {args[i].Length} bytes; the limit is {_options.MaxKeyBytes}");
+        }
         for (int i = 1; i < args.Length; i++)
             if (args[i].Length > _options.MaxValueBytes)
                 return RespValue.Error($"{ErrorCodes.Err} value is {args[i].Length} bytes; the limit is {_options.MaxValueBytes}");

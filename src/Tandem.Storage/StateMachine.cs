@@ -86,6 +86,8 @@ public sealed class StateMachine
     private RespValue ApplyToStore(in Operation op)
     {
         ReadOnlySpan<byte> name = op.Name;
+        // Tandem's own writes start with E or X; any other name goes straight to the data commands.
+        if (name.Length == 0 || (name[0] | 0x20) is not ((byte)'e' or (byte)'x')) return DataCommands.Run(_context, op.Args);
         if (Ascii.EqualsIgnoreCase(name, Operation.Expired)) return RespValue.Ok;
         if (Ascii.EqualsIgnoreCase(name, Operation.Register))
         {

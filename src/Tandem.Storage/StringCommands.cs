@@ -123,9 +123,14 @@ internal static class StringCommands
             }
             else return DataErrors.Syntax;
         }
-        bool exists = c.Store.TryGet(a[1], out ReadOnlyMemory<byte> old);
-        RespValue previous = get ? exists ? RespValue.Bulk(old.ToArray()) : RespValue.NullBulk : RespValue.Ok;
-        if ((nx && exists) || (xx && !exists)) return get ? previous : RespValue.NullBulk;
+        RespValue previous = RespValue.Ok;
+        if (nx || xx || get)
+        {
+            // Only a conditional SET or SET GET needs the old value: a plain SET is one lookup, not two.
+            bool exists = c.Store.TryGet(a[1], out ReadOnlyMemory<byte> old);
+            if (get) previous = exists ? RespValue.Bulk(old.ToArray()) : RespValue.NullBulk;
+            if ((nx && exists) || (xx && !exists)) return get ? previous : RespValue.NullBulk;
+        }
         if (deadline is { } d && d <= c.Now)
         {
             c.Store.Remove(a[1]); // a deadline already past: the key is set and expires at once
