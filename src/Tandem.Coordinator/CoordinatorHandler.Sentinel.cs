@@ -77,8 +77,8 @@ public sealed partial class CoordinatorHandler
             _announcedPrimary = view.Primary;
         }
         if (old == "") return; // the first primary: nothing switched
-        (string oldHost, string oldPort) = SplitHostPort(old);
-        (string newHost, string newPort) = SplitHostPort(view.Primary);
+        (string oldHost, string oldPort) = View.SplitAddress(old);
+        (string newHost, string newPort) = View.SplitAddress(view.Primary);
         _events.Publish(SwitchMasterChannel, $"{ServiceName} {oldHost} {oldPort} {newHost} {newPort}");
     }
 
@@ -102,7 +102,7 @@ public sealed partial class CoordinatorHandler
             _ => null,
         };
         if (arity is null)
-            return RespValue.Error($"{ErrorCodes.Err} unknown subcommand '{Truncate(command.Text(1))}'. Try SENTINEL HELP.");
+            return RespValue.Error($"{ErrorCodes.Err} unknown subcommand '{CommandErrors.Quote(command[1])}'. Try SENTINEL HELP.");
         if (command.Count != arity) return CommandErrors.WrongArity("sentinel|" + sub);
         if (sub is "master" or "replicas" or "slaves" or "sentinels" or "ckquorum" && command.Text(2) != ServiceName)
             return RespValue.Error($"{ErrorCodes.Err} No such master with that name");
@@ -168,7 +168,7 @@ public sealed partial class CoordinatorHandler
     private RespValue MasterFields(SentinelState state)
     {
         string primary = state.View.Primary;
-        (string ip, string port) = SplitHostPort(primary);
+        (string ip, string port) = View.SplitAddress(primary);
         bool down = state.Down(primary);
         string since = state.SincePing(primary);
         return Fields(
@@ -185,8 +185,8 @@ public sealed partial class CoordinatorHandler
     private static RespValue ReplicaFields(SentinelState state)
     {
         string backup = state.View.Backup;
-        (string ip, string port) = SplitHostPort(backup);
-        (string masterIp, string masterPort) = SplitHostPort(state.View.Primary);
+        (string ip, string port) = View.SplitAddress(backup);
+        (string masterIp, string masterPort) = View.SplitAddress(state.View.Primary);
         string since = state.SincePing(backup);
         // The leader knows whether the backup holds this view's state; a follower says what the log says: acknowledged.
         bool synced = state.Server(backup) is { } s ? s.HeldView == state.View.Number : state.Acked;
@@ -203,7 +203,7 @@ public sealed partial class CoordinatorHandler
 
     private static RespValue SentinelFields(SentinelState state, GroupMember member)
     {
-        (string ip, string port) = SplitHostPort(member.Address);
+        (string ip, string port) = View.SplitAddress(member.Address);
         string id = RunIdOf(member.Address);
         bool unreachable = member.Role == "unreachable";
         return Fields(
@@ -223,7 +223,7 @@ public sealed partial class CoordinatorHandler
     {
         if (!command.TryLong(3, out long port) || !command.TryLong(4, out _))
             return RespValue.Error($"{ErrorCodes.Err} value is not an integer or out of range");
-        (string ip, string primaryPort) = SplitHostPort(state.View.Primary);
+        (string ip, string primaryPort) = View.SplitAddress(state.View.Primary);
         bool isPrimary = state.View.Primary != "" && command.Text(2) == ip && primaryPort == Num(port);
         return RespValue.Array([RespValue.Int(isPrimary && state.Down(state.View.Primary) ? 1 : 0), RespValue.Bulk("*"), RespValue.Int(0)]);
     }
@@ -242,7 +242,7 @@ public sealed partial class CoordinatorHandler
         var text = new StringBuilder();
         if (all || sections.Contains("server"))
         {
-            (_, string port) = SplitHostPort(Address);
+            (_, string port) = View.SplitAddress(Address);
             text.Append("# Server\r\n")
                 .Append("redis_version:7.2.0\r\n")
                 .Append("redis_mode:sentinel\r\n")
@@ -286,27 +286,13 @@ public sealed partial class CoordinatorHandler
             case "SETNAME" or "GETNAME" or "SETINFO" or "ID":
                 return CommandErrors.WrongArity("client|" + sub.ToLowerInvariant());
             default:
-                return RespValue.Error($"{ErrorCodes.Err} unknown subcommand '{Truncate(command.Text(1))}'. Try CLIENT HELP.");
+                return RespValue.Error($"{ErrorCodes.Err} unknown subcommand '{CommandErrors.Quote(command[1])}'. Try CLIENT HELP.");
         }
-    }
-
-    /// <summary>
-    /// Splits <c>HOST:PORT</c> at its last colon; <c>[::1]:7001</c> gives <c>::1</c> and <c>7001</c>. An empty address
-    /// gives an empty host and port <c>0</c>.
-    /// </summary>
-    public static (string Host, string Port) SplitHostPort(string address)
-    {
-        ArgumentNullException.ThrowIfNull(address);
-        int colon = address.LastIndexOf(':');
-        if (colon < 0) return (address, "0");
-        string host = address[..colon];
-        if (host.Length >= 2 && host[0] == '[' && host[^1] == ']') host = host[1..^1];
-        return (host, address[(colon + 1)..]);
     }
 
     private static RespValue AddressPair(string address)
     {
-        (string host, string port) = SplitHostPort(address);
+        (string host, string port) = View.SplitAddress(address);
         return RespValue.Array([RespValue.Bulk(host), RespValue.Bulk(port)]);
     }
 
@@ -324,5 +310,4 @@ public sealed partial class CoordinatorHandler
         return RespValue.Array(items);
     }
 
-    private static string Truncate(string s) => s.Length <= 128 ? s : s[..128];
 }

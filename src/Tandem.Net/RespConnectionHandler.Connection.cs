@@ -224,7 +224,7 @@ public abstract partial class RespConnectionHandler
                 name = command[next + 1];
                 next++;
             }
-            else return RespValue.Error($"{ErrorCodes.Err} Syntax error in HELLO option '{Echo(command[next])}'");
+            else return RespValue.Error($"{ErrorCodes.Err} Syntax error in HELLO option '{CommandErrors.Quote(command[next])}'");
         }
         if (user is not null && !IsDefaultUser(user)) return WrongPass;
         if (name is not null && !ClientInfo.IsValidName(name)) return BadClientName;
@@ -332,9 +332,9 @@ public abstract partial class RespConnectionHandler
     private static RespValue SetInfo(RespCommand command, ClientInfo? me)
     {
         bool name = Is(command[2], "LIB-NAME");
-        if (!name && !Is(command[2], "LIB-VER")) return RespValue.Error($"{ErrorCodes.Err} Unrecognized option '{Echo(command[2])}'");
+        if (!name && !Is(command[2], "LIB-VER")) return RespValue.Error($"{ErrorCodes.Err} Unrecognized option '{CommandErrors.Quote(command[2])}'");
         if (!ClientInfo.IsValidName(command[3]))
-            return RespValue.Error($"{ErrorCodes.Err} {Echo(command[2])} cannot contain spaces, newlines or special characters.");
+            return RespValue.Error($"{ErrorCodes.Err} {CommandErrors.Quote(command[2])} cannot contain spaces, newlines or special characters.");
         if (me is null) return NoConnection;
         if (name) me.LibraryName = command.Text(3);
         else me.LibraryVersion = command.Text(3);
@@ -347,7 +347,7 @@ public abstract partial class RespConnectionHandler
         if (command.Count == 4 && Is(command[2], "TYPE"))
         {
             string? type = ClientType(command[3]);
-            if (type is null) return RespValue.Error($"{ErrorCodes.Err} Unknown client type '{Echo(command[3])}'");
+            if (type is null) return RespValue.Error($"{ErrorCodes.Err} Unknown client type '{CommandErrors.Quote(command[3])}'");
             chosen = chosen.Where(c => c.Type == type);
         }
         else if (command.Count >= 4 && Is(command[2], "ID"))
@@ -396,14 +396,14 @@ public abstract partial class RespConnectionHandler
             else if (Is(option, "TYPE"))
             {
                 type = ClientType(value);
-                if (type is null) return RespValue.Error($"{ErrorCodes.Err} Unknown client type '{Echo(value)}'");
+                if (type is null) return RespValue.Error($"{ErrorCodes.Err} Unknown client type '{CommandErrors.Quote(value)}'");
             }
             else if (Is(option, "ADDR")) address2 = command.Text(i + 1);
             else if (Is(option, "LADDR")) local = command.Text(i + 1);
             else if (Is(option, "USER"))
             {
                 if (!IsDefaultUser(value))
-                    return RespValue.Error($"{ErrorCodes.Err} No such user '{Echo(value)}'");
+                    return RespValue.Error($"{ErrorCodes.Err} No such user '{CommandErrors.Quote(value)}'");
             }
             else if (Is(option, "SKIPME"))
             {
@@ -562,11 +562,11 @@ public abstract partial class RespConnectionHandler
             RespValue.Bulk("since"), RespValue.Bulk("1.0.0"),
             RespValue.Bulk("group"), RespValue.Bulk(Group(name, spec.Flags)),
         };
-        if (spec.Syntax is { Length: > 0 } syntax)
+        if (spec.Arguments is { Count: > 0 } arguments)
         {
             // redis-cli builds its hints from these (COMMAND DOCS's argument list, as Redis gives it).
             fields.Add(RespValue.Bulk("arguments"));
-            fields.Add(CommandSyntax.ToDocs(CommandSyntax.Parse(syntax)));
+            fields.Add(CommandSyntax.ToDocs(arguments));
         }
         if (name.IndexOf('|') < 0 && Subcommands(spec.Name) is { } subs)
         {
@@ -674,13 +674,6 @@ public abstract partial class RespConnectionHandler
 
     /// <summary>The only user there is, with no password: <c>default</c> (user names are case-sensitive).</summary>
     private static bool IsDefaultUser(ReadOnlySpan<byte> user) => user.SequenceEqual("default"u8);
-
-    /// <summary>An argument as an error message may quote it: at most 128 bytes, without line breaks.</summary>
-    protected static string Echo(byte[] argument)
-    {
-        ArgumentNullException.ThrowIfNull(argument);
-        return Encoding.UTF8.GetString(argument, 0, Math.Min(argument.Length, 128)).Replace('\r', ' ').Replace('\n', ' ');
-    }
 
     /// <summary>Seconds since the Unix epoch on this node's clock.</summary>
     protected long UnixSeconds() => _time.GetUtcNow().ToUnixTimeSeconds();

@@ -40,7 +40,7 @@ public sealed class PubSubHub
             }
             foreach ((string pattern, HashSet<PushChannel> subscribers) in _patterns)
             {
-                if (!GlobMatch(pattern, channel)) continue;
+                if (!Glob.Match(pattern, channel)) continue;
                 RespValue push = RespValue.Array([Kinds.PMessage, RespValue.Bulk(pattern), channelBulk, messageBulk]);
                 foreach (PushChannel subscriber in subscribers) subscriber.EnqueueLocked(push);
                 delivered += subscribers.Count;
@@ -124,69 +124,6 @@ public sealed class PubSubHub
         if (!index.TryGetValue(name, out HashSet<PushChannel>? set)) return;
         set.Remove(subscriber);
         if (set.Count == 0) index.Remove(name);
-    }
-
-    /// <summary>
-    /// Redis's glob: <c>*</c> any run, <c>?</c> one character, <c>[abc]</c>, <c>[^a]</c> and <c>[a-z]</c> one of a set,
-    /// <c>\</c> quotes the next character.
-    /// </summary>
-    public static bool GlobMatch(string pattern, string text)
-    {
-        ArgumentNullException.ThrowIfNull(pattern);
-        ArgumentNullException.ThrowIfNull(text);
-        return Match(pattern.AsSpan(), text.AsSpan());
-
-        static bool Match(ReadOnlySpan<char> p, ReadOnlySpan<char> t)
-        {
-            while (p.Length > 0)
-            {
-                switch (p[0])
-                {
-                    case '*':
-                        while (p.Length > 1 && p[1] == '*') p = p[1..];
-                        if (p.Length == 1) return true;
-                        for (int i = 0; i <= t.Length; i++)
-                            if (Match(p[1..], t[i..])) return true;
-                        return false;
-                    case '?':
-                        if (t.Length == 0) return false;
-                        break;
-                    case '[':
-                    {
-                        if (t.Length == 0) return false;
-                        int at = 1;
-                        bool negate = at < p.Length && p[at] == '^';
-                        if (negate) at++;
-                        bool found = false;
-                        while (at < p.Length && p[at] != ']')
-                        {
-                            if (p[at] == '\\' && at + 1 < p.Length) { at++; found |= p[at] == t[0]; }
-                            else if (at + 2 < p.Length && p[at + 1] == '-' && p[at + 2] != ']')
-                            {
-                                char low = p[at] <= p[at + 2] ? p[at] : p[at + 2], high = p[at] <= p[at + 2] ? p[at + 2] : p[at];
-                                found |= t[0] >= low && t[0] <= high;
-                                at += 2;
-                            }
-                            else found |= p[at] == t[0];
-                            at++;
-                        }
-                        if (found == negate) return false;
-                        p = at < p.Length ? p[at..] : p[(p.Length - 1)..]; // on the ']' (or the last character, unclosed)
-                        break;
-                    }
-                    case '\\' when p.Length > 1:
-                        p = p[1..];
-                        if (t.Length == 0 || t[0] != p[0]) return false;
-                        break;
-                    default:
-                        if (t.Length == 0 || t[0] != p[0]) return false;
-                        break;
-                }
-                p = p[1..];
-                t = t[1..];
-            }
-            return t.Length == 0;
-        }
     }
 
     private static class Kinds

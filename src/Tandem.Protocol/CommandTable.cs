@@ -40,12 +40,16 @@ public readonly record struct KeySpec(int First, int Last, int Step)
     /// <summary>Key-value pairs from the first argument (MSET).</summary>
     public static KeySpec Pairs => new(1, -1, 2);
 
+    /// <summary>
+    /// The last key's position in a command of <paramref name="count"/> arguments (the name included); below
+    /// <see cref="First"/> when it has no keys. Keys are at <see cref="First"/>, then every <see cref="Step"/>.
+    /// </summary>
+    public int LastIndex(int count) => Step <= 0 || First <= 0 ? First - 1 : Last < 0 ? count + Last : Math.Min(Last, count - 1);
+
     /// <summary>Positions of the keys of a command of <paramref name="count"/> arguments (the name included).</summary>
     public IEnumerable<int> Positions(int count)
     {
-        if (Step <= 0 || First <= 0) yield break;
-        int last = Last < 0 ? count + Last : Math.Min(Last, count - 1);
-        for (int i = First; i <= last; i += Step) yield return i;
+        for (int i = First, last = LastIndex(count); i <= last; i += Step) yield return i;
     }
 }
 
@@ -87,11 +91,14 @@ public sealed class CommandSpec<THandler>
     /// <summary>One line on what the command does (<c>COMMAND DOCS</c>), or null.</summary>
     public string? Summary { get; internal set; }
 
-    /// <summary>
-    /// The command's arguments in Redis's documentation syntax (<see cref="CommandSyntax"/>), or null:
-    /// <c>COMMAND DOCS</c> gives them as Redis does, and redis-cli shows them as hints while one types.
-    /// </summary>
+    /// <summary>The command's arguments in Redis's documentation syntax (<see cref="CommandSyntax"/>), or null.</summary>
     public string? Syntax { get; internal set; }
+
+    /// <summary>
+    /// <see cref="Syntax"/> parsed (once, when the command is described), or null: <c>COMMAND DOCS</c> gives them
+    /// as Redis does, and redis-cli shows them as hints while one types.
+    /// </summary>
+    public IReadOnlyList<CommandSyntax.Argument>? Arguments { get; internal set; }
 
     /// <summary>What the command has cost so far (<c>INFO commandstats</c>).</summary>
     public CommandStats Stats { get; } = new();
@@ -134,13 +141,27 @@ public sealed class CommandTable<THandler>
     /// <summary>Gives the command <paramref name="name"/> (added before) its summary and argument syntax.</summary>
     public CommandTable<THandler> Describe(string name, string? summary, string? syntax)
     {
-        if (!TryFind(System.Text.Encoding.ASCII.GetBytes(name), out CommandSpec<THandler>? spec))
-            throw new ArgumentException($"no command {name} to describe", nameof(name));
-        if (syntax is not null) CommandSyntax.Parse(syntax); // a syntax that does not parse fails at start-up, not in COMMAND DOCS
+        CommandSpec<THandler> spec = Described(name);
         spec.Summary = summary;
         spec.Syntax = syntax;
+        spec.Arguments = syntax is null ? null : CommandSyntax.Parse(syntax); // a syntax that does not parse fails at start-up
         return this;
     }
+
+    /// <summary>Gives the command named as <paramref name="from"/> (added before) that command's description, as parsed there.</summary>
+    public CommandTable<THandler> Describe<TOther>(CommandSpec<TOther> from)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        CommandSpec<THandler> spec = Described(from.Name);
+        spec.Summary = from.Summary;
+        spec.Syntax = from.Syntax;
+        spec.Arguments = from.Arguments;
+        return this;
+    }
+
+    private CommandSpec<THandler> Described(string name) =>
+        TryFind(System.Text.Encoding.ASCII.GetBytes(name), out CommandSpec<THandler>? spec) ? spec
+            : throw new ArgumentException($"no command {name} to describe", nameof(name));
 
     /// <summary>Finds the command named <paramref name="name"/> (ASCII, any case).</summary>
     public bool TryFind(ReadOnlySpan<byte> name, [NotNullWhen(true)] out CommandSpec<THandler>? spec)
@@ -170,17 +191,22 @@ public static class CommandErrors
     public static RespValue Unknown(RespCommand command)
     {
         ArgumentNullException.ThrowIfNull(command);
-        var text = new StringBuilder($"{ErrorCodes.Err} unknown command '{Echo(command.Args[0])}', with args beginning with: ");
-        for (int i = 1; i < command.Count && text.Length < 512; i++) text.Append('\'').Append(Echo(command.Args[i])).Append("' ");
+        var text = new StringBuilder($"{ErrorCodes.Err} unknown command '{Quote(command.Args[0])}', with args beginning with: ");
+        for (int i = 1; i < command.Count && text.Length < 512; i++) text.Append('\'').Append(Quote(command.Args[i])).Append("' ");
         return RespValue.Error(text.ToString());
     }
 
     /// <summary><c>ERR wrong number of arguments for 'get' command</c></summary>
     public static RespValue WrongArity(string lowerName) => RespValue.Error($"{ErrorCodes.Err} wrong number of arguments for '{lowerName}' command");
 
-    private static string Echo(byte[] arg)
+    /// <summary>A client's argument as an error reply may quote it, as Redis does: at most 128 bytes, without line breaks.</summary>
+    public static string Quote(byte[] arg)
     {
+        ArgumentNullException.ThrowIfNull(arg);
         string s = Encoding.UTF8.GetString(arg, 0, Math.Min(arg.Length, MaxEchoed));
         return s.Replace('\r', ' ').Replace('\n', ' ');
     }
+
+    /// <summary>A client's text as an error reply may quote it: at most 128 bytes of its UTF-8 (see <see cref="Quote(byte[])"/>).</summary>
+    public static string Quote(string text) => Quote(Encoding.UTF8.GetBytes(text ?? throw new ArgumentNullException(nameof(text))));
 }

@@ -10,6 +10,20 @@ public readonly record struct View(long Number, string Primary, string Backup)
     public static View Empty { get; } = new(0, "", "");
 
     /// <summary>
+    /// A server address split as Redis reports one (host, port): at the last colon, an IPv6 host without its
+    /// brackets (<c>[::1]:7001</c> gives <c>::1</c> and <c>7001</c>); port <c>0</c> when there is none.
+    /// </summary>
+    public static (string Host, string Port) SplitAddress(string address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        int colon = address.LastIndexOf(':');
+        if (colon < 0) return (address, "0");
+        string host = address[..colon];
+        if (host.Length >= 2 && host[0] == '[' && host[^1] == ']') host = host[1..^1];
+        return (host, address[(colon + 1)..]);
+    }
+
+    /// <summary>
     /// Encodes as the reply to <c>VS.PING</c> / <c>VS.VIEW</c>: <c>[:number, $primary, $backup, :acked,
     /// :last-acked]</c>, where <c>acked</c> is 1 once the view's primary has acknowledged it and
     /// <c>last-acked</c> is the number of the newest acknowledged view.

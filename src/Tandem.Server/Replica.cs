@@ -400,13 +400,22 @@ public sealed partial class Replica : IDisposable
     private Held ReadLocked(byte[][] args)
     {
         long now = NowLocked();
-        long expiredSeq = 0;
-        if (_state.NextDeadline <= now)
-        {
-            if (!TrySequenceLocked(new Operation(ExpiredArgs, now), out expiredSeq, out _, out Held refused)) return refused;
-            if (_soleCopy) _soleThrough = Math.Max(_soleThrough, expiredSeq);
-        }
+        if (!TryExpireDueLocked(now, out long expiredSeq, out Held refused)) return refused;
         return ReadHeldLocked(_state.Read(args, now), expiredSeq);
+    }
+
+    /// <summary>
+    /// When a deadline has come by <paramref name="now"/>, sequences the <see cref="Operation.Expired"/> write that
+    /// removes those keys (<paramref name="seq"/> its number, 0 when none was due); false when the backlog refused it.
+    /// </summary>
+    private bool TryExpireDueLocked(long now, out long seq, out Held refused)
+    {
+        seq = 0;
+        refused = default;
+        if (_state.NextDeadline > now) return true;
+        if (!TrySequenceLocked(new Operation(ExpiredArgs, now), out seq, out _, out refused)) return false;
+        if (_soleCopy) _soleThrough = Math.Max(_soleThrough, seq); // answered as the only copy: see Write
+        return true;
     }
 
     private Held ReadHeldLocked(RespValue value, long afterWrite)
@@ -424,19 +433,12 @@ public sealed partial class Replica : IDisposable
         Replicator? link;
         lock (_lock)
         {
-            if (!ServingPrimary) return false;
-            long now = NowLocked();
-            if (_state.NextDeadline > now) return false;
-            if (!TrySequenceLocked(new Operation(ExpiredArgs, now), out long seq, out _, out _)) return false;
-            if (_soleCopy) _soleThrough = Math.Max(_soleThrough, seq);
+            if (!ServingPrimary || !TryExpireDueLocked(NowLocked(), out long seq, out _) || seq == 0) return false;
             link = _replicator;
         }
         link?.Pump(); // no client waits on this write: send it now
         return true;
     }
-
-    /// <summary>Number of keys with a deadline (for INFO).</summary>
-    public int VolatileKeyCount { get { lock (_lock) return _state.VolatileCount; } }
 
     /// <summary>
     /// Waits until every write through <paramref name="commitSeq"/> is committed and, with

@@ -300,9 +300,8 @@ internal sealed partial class ServerHandler
     /// <summary>A <c>host:port</c> address split in two (<c>[v6]:port</c> too); port 0 when there is none.</summary>
     private static (string Host, int Port) Split(string address)
     {
-        int colon = address.LastIndexOf(':');
-        if (colon < 0 || !int.TryParse(address.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port)) return (address, 0);
-        return (address[..colon].Trim('[', ']'), port);
+        (string host, string port) = View.SplitAddress(address);
+        return (host, int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : 0);
     }
 
     // ---- ROLE ----
@@ -379,7 +378,7 @@ internal sealed partial class ServerHandler
             {
                 string name = cmd.Text(i).ToLowerInvariant(), value = cmd.Text(i + 1);
                 if (!fixedValues.TryGetValue(name, out string? current) && !_settable.ContainsKey(name))
-                    return RespValue.Error($"{ErrorCodes.Err} Unknown option or number of arguments for CONFIG SET - '{Echo(cmd[i])}'");
+                    return RespValue.Error($"{ErrorCodes.Err} Unknown option or number of arguments for CONFIG SET - '{CommandErrors.Quote(cmd[i])}'");
                 if (!seen.Add(name)) return SetFailed(name, "duplicate parameter");
                 if (current is not null)
                 {

@@ -21,7 +21,8 @@ internal sealed partial class ServerHandler
     {
         public bool Open;
         public bool Failed;
-        public readonly List<RespCommand> Commands = [];
+        /// <summary>The queued commands, each with its entry (a data command's is null: it goes in the one write).</summary>
+        public readonly List<(RespCommand Command, CommandSpec<CommandHandler>? Other)> Commands = [];
         public readonly List<WatchedKey> Watched = [];
 
         public void Reset()
@@ -92,13 +93,14 @@ internal sealed partial class ServerHandler
         else if (!spec.AcceptsCount(command.Count)) refused = CommandErrors.WrongArity(spec.LowerName);
         else if (spec.Flags.HasFlag(CommandFlags.Internal) || spec.Name is Commands.ExactlyOnce or Commands.Register)
             refused = RespValue.Error($"{ErrorCodes.Err} Command not allowed inside a transaction");
-        else if (DataCommands.Table.TryFind(command[0], out CommandSpec<DataCommand>? data)) refused = CheckData(data, command.Args);
+        bool isData = DataCommands.Table.TryFind(command[0], out CommandSpec<DataCommand>? data);
+        if (isData) refused ??= CheckData(data!, command.Args);
         if (refused is not null)
         {
             tx.Failed = true;
             return Done(refused);
         }
-        tx.Commands.Add(command);
+        tx.Commands.Add((command, isData ? null : spec));
         return Done(Queued);
     }
 
@@ -117,7 +119,7 @@ internal sealed partial class ServerHandler
     {
         if (conn.Features.Get<Transaction>() is not { Open: true } tx) return Done(RespValue.Error($"{ErrorCodes.Err} EXEC without MULTI"));
         bool failed = tx.Failed;
-        RespCommand[] commands = [.. tx.Commands];
+        (RespCommand Command, CommandSpec<CommandHandler>? Other)[] commands = [.. tx.Commands];
         WatchedKey[] watched = [.. tx.Watched];
         tx.Reset();
         if (failed) return Done(RespValue.Error("EXECABORT Transaction discarded because of previous errors."));
@@ -130,13 +132,13 @@ internal sealed partial class ServerHandler
         var others = new RespValue?[commands.Length];
         for (int i = 0; i < commands.Length; i++)
         {
-            if (DataCommands.Table.TryFind(commands[i][0], out _))
+            (RespCommand command, CommandSpec<CommandHandler>? spec) = commands[i];
+            if (spec is null)
             {
-                data.Add(commands[i].Args);
+                data.Add(command.Args);
                 continue;
             }
-            Table.TryFind(commands[i][0], out CommandSpec<CommandHandler>? spec);
-            ValueTask<RespValue?> ran = base.ExecuteAsync(commands[i], spec, conn);
+            ValueTask<RespValue?> ran = base.ExecuteAsync(command, spec, conn);
             others[i] = ran.IsCompletedSuccessfully
                 ? ran.Result ?? RespValue.Error($"{ErrorCodes.Err} {spec?.LowerName} gave no reply inside a transaction")
                 : RespValue.Error($"{ErrorCodes.Err} {spec?.LowerName} cannot wait inside a transaction");

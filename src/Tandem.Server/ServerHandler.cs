@@ -27,12 +27,11 @@ internal sealed partial class ServerHandler : RespConnectionHandler
         // Every data command: writes are sequenced and forwarded, reads are confirmed (docs/design.md).
         foreach (CommandSpec<DataCommand> data in DataCommands.Table.All)
         {
-            CommandHandler run = data.Flags.HasFlag(CommandFlags.Write)
-                ? (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0)
+            CommandHandler run = data.Flags.HasFlag(CommandFlags.Write) ? (cmd, conn) => Write(cmd, conn, 0, 0, 0, 0)
+                : data.Name == Commands.Get ? Get // without building a command when no key has a deadline
                 : (cmd, conn) => Read(cmd, conn);
-            Table.Add(data.Name, data.Arity, data.Flags, data.Keys, run).Describe(data.Name, data.Summary, data.Syntax);
+            Table.Add(data.Name, data.Arity, data.Flags, data.Keys, run).Describe(data);
         }
-        Table.Add(Commands.Get, 2, CommandFlags.ReadOnly, KeySpec.One, Get).Describe(Commands.Get, "Returns the string value of a key.", "key");
         Table.Add(Commands.ExactlyOnce, -5, CommandFlags.Write, ExactlyOnce);
         Table.Add(Commands.Register, 1, CommandFlags.Write, (_, conn) =>
             _replica() is { } r ? Hold(conn, r, r.Write(new Operation(RegisterArgs))) : Done(Starting));
@@ -128,7 +127,7 @@ internal sealed partial class ServerHandler : RespConnectionHandler
             return null;
         }
         if (!DataCommands.Table.TryFind(args[0], out CommandSpec<DataCommand>? spec) || !spec.Flags.HasFlag(CommandFlags.Write))
-            return RespValue.Error($"{ErrorCodes.Err} '{Truncate(System.Text.Encoding.UTF8.GetString(args[0]))}' is not a write Tandem can run exactly once");
+            return RespValue.Error($"{ErrorCodes.Err} '{CommandErrors.Quote(args[0])}' is not a write Tandem can run exactly once");
         return CheckData(spec, args);
     }
 
@@ -136,14 +135,9 @@ internal sealed partial class ServerHandler : RespConnectionHandler
     {
         if (!spec.AcceptsCount(args.Length)) return CommandErrors.WrongArity(spec.LowerName);
         KeySpec keys = spec.Keys;
-        if (keys.Step > 0 && keys.First > 0)
-        {
-            // The key positions, without an enumerator (this runs for every write).
-            int last = keys.Last < 0 ? args.Length + keys.Last : Math.Min(keys.Last, args.Length - 1);
-            for (int i = keys.First; i <= last; i += keys.Step)
-                if (args[i].Length > _options.MaxKeyBytes)
-                    return RespValue.Error($"{ErrorCodes.Err} key is {args[i].Length} bytes; the limit is {_options.MaxKeyBytes}");
-        }
+        for (int i = keys.First, last = keys.LastIndex(args.Length); i <= last; i += keys.Step) // no enumerator: every write runs this
+            if (args[i].Length > _options.MaxKeyBytes)
+                return RespValue.Error($"{ErrorCodes.Err} key is {args[i].Length} bytes; the limit is {_options.MaxKeyBytes}");
         for (int i = 1; i < args.Length; i++)
             if (args[i].Length > _options.MaxValueBytes)
                 return RespValue.Error($"{ErrorCodes.Err} value is {args[i].Length} bytes; the limit is {_options.MaxValueBytes}");
@@ -177,7 +171,6 @@ internal sealed partial class ServerHandler : RespConnectionHandler
         return Killed ? null : r.HandleReplication(cmd);
     }
 
-    private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "...";
 
     private ValueTask<RespValue?> Done(RespValue v) => new(Killed ? null : v);
 }

@@ -192,7 +192,4 @@ public static class DataCommands
     }
 
     internal static bool Is(byte[] arg, string word) => Ascii.EqualsIgnoreCase(arg, word);
-
-    /// <summary>A client's argument quoted in an error reply: at most 128 bytes of it, as Redis quotes them.</summary>
-    internal static string Echo(byte[] arg) => Encoding.UTF8.GetString(arg.AsSpan(0, Math.Min(arg.Length, 128)));
 }

@@ -59,7 +59,7 @@ internal static class KeyCommands
         foreach (byte[] entry in c.Store.Entries())
         {
             ReadOnlySpan<byte> key = KeyValueStore.KeyOf(entry);
-            if (all || RedisText.GlobMatch(a[1], key)) keys.Add(RespValue.Bulk(key.ToArray()));
+            if (all || Glob.Match(a[1], key)) keys.Add(RespValue.Bulk(key.ToArray()));
         }
         return RespValue.Array([.. keys]);
     }
@@ -84,7 +84,7 @@ internal static class KeyCommands
             else if (Is(a[i], "TYPE"))
             {
                 string type = System.Text.Encoding.UTF8.GetString(a[i + 1]).ToLowerInvariant();
-                if (!TypeNames.Contains(type)) return RespValue.Error($"ERR unknown type name '{Echo(a[i + 1])}'");
+                if (!TypeNames.Contains(type)) return RespValue.Error($"ERR unknown type name '{CommandErrors.Quote(a[i + 1])}'");
                 noStrings = type != "string";
             }
             else return DataErrors.Syntax;
@@ -97,7 +97,7 @@ internal static class KeyCommands
             foreach (byte[] entry in found)
             {
                 ReadOnlySpan<byte> key = KeyValueStore.KeyOf(entry);
-                if (pattern is null || RedisText.GlobMatch(pattern, key)) keys.Add(RespValue.Bulk(key.ToArray()));
+                if (pattern is null || Glob.Match(pattern, key)) keys.Add(RespValue.Bulk(key.ToArray()));
             }
         }
         return RespValue.Array([Bulk(next.ToString(CultureInfo.InvariantCulture)), RespValue.Array([.. keys])]);
@@ -165,9 +165,9 @@ internal static class KeyCommands
             }.Select(RespValue.Simple)]);
         }
         bool known = Is(sub, "ENCODING") || Is(sub, "REFCOUNT") || Is(sub, "FREQ") || Is(sub, "IDLETIME") || Is(sub, "HELP");
-        if (!known) return RespValue.Error($"ERR unknown subcommand '{Echo(sub)}'. Try OBJECT HELP.");
+        if (!known) return RespValue.Error($"ERR unknown subcommand '{CommandErrors.Quote(sub)}'. Try OBJECT HELP.");
         if (a.Length != (Is(sub, "HELP") ? 2 : 3))
-            return CommandErrors.WrongArity("object|" + Echo(sub).ToLowerInvariant());
+            return CommandErrors.WrongArity("object|" + CommandErrors.Quote(sub).ToLowerInvariant());
         if (!c.Store.TryGet(a[2], out ReadOnlyMemory<byte> value)) return RespValue.NullBulk;
         if (Is(sub, "ENCODING")) return Bulk(RedisText.EncodingOf(value.Span));
         if (Is(sub, "REFCOUNT")) return RespValue.Int(1);
@@ -185,7 +185,7 @@ internal static class KeyCommands
             else if (Is(a[i], "XX")) xx = true;
             else if (Is(a[i], "GT")) gt = true;
             else if (Is(a[i], "LT")) lt = true;
-            else return RespValue.Error($"ERR Unsupported option {Echo(a[i])}");
+            else return RespValue.Error($"ERR Unsupported option {CommandErrors.Quote(a[i])}");
         }
         if (nx && (xx || gt || lt)) return RespValue.Error("ERR NX and XX, GT or LT options at the same time are not compatible");
         if (gt && lt) return RespValue.Error("ERR GT and LT options at the same time are not compatible");

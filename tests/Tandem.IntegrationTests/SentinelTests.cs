@@ -53,7 +53,7 @@ public class SentinelTests
         return fields;
     }
 
-    private static (string Host, string Port) Split(string address) => CoordinatorHandler.SplitHostPort(address);
+    private static (string Host, string Port) Split(string address) => View.SplitAddress(address);
 
     [Fact]
     public async Task SentinelCommands_OnEveryMember_AnswerInSentinelShapes()
