@@ -87,7 +87,7 @@ public sealed class ViewService
                 if (record.BaseNumber >= 0 && (record.BaseNumber != _view.Number || record.BaseAcked != _acked)) return false;
                 changed = record.View != _view;
                 ackedNow = record.Acked && (changed || !_acked);
-                if (changed) Install(record.View);
+                if (changed) Install(record.View, record.LastAcked.Number);
                 _acked = record.Acked;
                 _lastAcked = record.LastAcked;
                 // The ack clears a restart flag a lost reply caused, unless the primary pinged 0 (or that it holds
@@ -312,7 +312,7 @@ public sealed class ViewService
                     Propose(new ViewRecord(view, false, _lastAcked, _view.Number, _acked));
                     return;
                 }
-                Install(view);
+                Install(view, _lastAcked.Number);
             }
             RaiseViewChanged(next.Value);
         }
@@ -393,7 +393,7 @@ public sealed class ViewService
                 else
                 {
                     commit = null;
-                    Install(next);
+                    Install(next, 0);
                     _lastAcked = View.Empty;
                 }
             }
@@ -505,12 +505,22 @@ public sealed class ViewService
         return null;
     }
 
-    private void Install(View view)
+    /// <summary>
+    /// Makes <paramref name="view"/> current, not acknowledged. A restart seen before it no longer counts (a
+    /// restarted server named backup receives the state), except the new primary's in a history with an
+    /// acknowledged view (<paramref name="lastAcked"/> above 0): it was chosen because it held the state, so a
+    /// restart seen between the decision and this install (the group's commit takes time) means it lost it, and
+    /// it must stay unusable or the view would wait for ever for an ack it can never give.
+    /// </summary>
+    private void Install(View view, long lastAcked)
     {
         _view = view;
         _acked = false;
         _backupReported = false;
-        foreach (ServerState s in _servers.Values) s.Restarted = false;
+        foreach ((string address, ServerState s) in _servers)
+        {
+            if (address != view.Primary || lastAcked == 0) s.Restarted = false;
+        }
     }
 
     /// <summary>

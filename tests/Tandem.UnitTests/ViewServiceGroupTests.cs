@@ -444,6 +444,42 @@ public class ViewServiceGroupTests
     }
 
     [Fact]
+    public async Task PrimaryKept_ThatRestartsWhileTheNewViewCommits_IsNotTakenAsUsable_AndTheOldBackupTakesOver()
+    {
+        var group = new Group();
+        ViewService leader = await StartAsync(group);
+        leader.Ping("a:1", 2, 2, out _);
+        leader.Ping("b:2", 2, 2, out _);
+
+        // a reports b unreachable; b is alive and holds view 2. The next view keeps a and drops b...
+        Assert.True(leader.ReportUnreachableBackup("a:1", 2, "b:2"));
+        group.HoldCommits = true;
+        leader.Tick();
+        await ProposalReachedAsync(group, 1);
+        // ...and a restarts, empty, before that view commits.
+        leader.Ping("a:1", 0, 0, out _);
+        group.ReleaseAll();
+        await SettleAsync(leader);
+        Assert.Equal(new View(3, "a:1", ""), leader.CurrentView);
+        Assert.False(leader.PrimaryAcked);
+        Assert.True(leader.GetStatus().Servers.Single(s => s.Address == "a:1").Restarted);
+
+        // a pings 0 for ever (it holds nothing) and can never acknowledge view 3: the view falls back to b, the
+        // server of the last acknowledged view that still holds it.
+        group.HoldCommits = false;
+        for (int i = 0; i < 3 && leader.CurrentView.Number == 3; i++)
+        {
+            leader.Ping("a:1", 0, 0, out _);
+            leader.Ping("b:2", 2, 2, out _);
+            group.Sleep();
+            leader.Tick();
+            await SettleAsync(leader);
+        }
+        Assert.Equal("b:2", leader.CurrentView.Primary);
+        Assert.Equal(4, leader.CurrentView.Number);
+    }
+
+    [Fact]
     public async Task PrimaryThatNowHoldsNothing_AfterHoldingItsView_IsTakenAsRestarted()
     {
         var group = new Group();
