@@ -13,18 +13,24 @@ namespace Tandem.Chaos;
 /// <param name="Backup">Its backup ("" for none).</param>
 /// <param name="Acked">Whether the primary acknowledged it.</param>
 /// <param name="Servers">What the leader heard from each server, by address (empty when not read).</param>
-internal readonly record struct ClusterStatus(long View, string Primary, string Backup, bool Acked, IReadOnlyDictionary<string, ServerHeard>? Servers = null)
+/// <param name="DeadTimeMs">The coordinator's dead time (ping interval times dead pings).</param>
+/// <param name="BackupReported">The primary reported the backup unreachable: the next tick drops it.</param>
+internal readonly record struct ClusterStatus(long View, string Primary, string Backup, bool Acked, IReadOnlyDictionary<string, ServerHeard>? Servers = null,
+    long DeadTimeMs = 500, bool BackupReported = false)
 {
     /// <summary>
-    /// Whether <paramref name="address"/> is known to hold the current view's whole state: it pinged the leader
-    /// within the last 500 ms, alive, not restarted, saying it holds this view (a server started again empty says
-    /// 0; a leader that has not heard from it since it took over knows nothing), and that ping came after the
-    /// server's last kill, <paramref name="sinceKilled"/> ago: a ping of the incarnation before a kill says what
-    /// a dead process held.
+    /// Whether <paramref name="address"/> is known to hold the current view's whole state and to go on holding it
+    /// in the coordinator's eyes: it pinged the leader within the last half dead time (one about to be taken for
+    /// dead is not a copy to count on: the coordinator would drop it as the other one is killed), alive, not
+    /// restarted, saying it holds this view (a server started again empty says 0; a leader that has not heard
+    /// from it since it took over knows nothing), not a backup its primary reported unreachable, and that ping
+    /// came after the server's last kill, <paramref name="sinceKilled"/> ago: a ping of the incarnation before a
+    /// kill says what a dead process held.
     /// </summary>
     public bool Holds(string address, TimeSpan sinceKilled) =>
         address != "" && Servers is { } servers && servers.TryGetValue(address, out ServerHeard heard)
-        && heard is { Alive: true, Restarted: false, SinceLastPingMs: <= 500 } && heard.HeldView >= View
+        && heard is { Alive: true, Restarted: false } && heard.SinceLastPingMs <= DeadTimeMs / 2 && heard.HeldView >= View
+        && !(address == Backup && BackupReported)
         && TimeSpan.FromMilliseconds(heard.SinceLastPingMs + 100) < sinceKilled;
 }
 
@@ -350,7 +356,9 @@ internal sealed class Cluster : IAsyncDisposable
                 }
             }
             var status = new ClusterStatus(root.GetProperty("view").GetInt64(), root.GetProperty("primary").GetString() ?? "",
-                root.GetProperty("backup").GetString() ?? "", root.GetProperty("acked").GetBoolean(), servers);
+                root.GetProperty("backup").GetString() ?? "", root.GetProperty("acked").GetBoolean(), servers,
+                (long)(root.GetProperty("pingIntervalMs").GetDouble() * root.GetProperty("deadPings").GetInt32()),
+                root.TryGetProperty("backupReported", out JsonElement reported) && reported.GetBoolean());
             return members.Any(m => m is { } other && other.View > status.View) ? null : status;
         }
         catch (Exception) when (!ct.IsCancellationRequested)

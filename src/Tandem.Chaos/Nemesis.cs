@@ -201,6 +201,7 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
             {
                 case FaultKind.Kill:
                     victim.Kill();
+                    await NoteIfTheViewMovedAsync(again.Value, victim.Name, stop);
                     return Started(fault, $"{fault.Describe()} = {victim.Name} ({view})", () => StartAgain(slot));
                 case FaultKind.Replace:
                     cluster.Retire(slot);
@@ -249,6 +250,18 @@ internal sealed class Nemesis(Cluster cluster, Func<TimeSpan> clock, Action<stri
                 });
             }
         }
+    }
+
+    /// <summary>
+    /// After a kill: if the coordinator had already moved past the view the kill was checked against (its check
+    /// and the kill race the coordinator's own decisions), say so in the events, with the view it moved to: a
+    /// liveness failure that follows is then a double fault (say, the victim was left the only copy), not a wedge.
+    /// </summary>
+    private async Task NoteIfTheViewMovedAsync(ClusterStatus checkedAgainst, string victim, CancellationToken stop)
+    {
+        ClusterStatus? after = await StatusAsync(stop);
+        if (after is { } a && a.View != checkedAgainst.View)
+            log($"note  the view moved on as {victim} was killed: checked {Show(checkedAgainst)}, now {Show(a)}");
     }
 
     /// <summary>

@@ -166,8 +166,9 @@ public sealed partial class CoordinatorHandler : RespConnectionHandler
     }
 
     /// <summary>
-    /// The <c>VS.STATUS</c> document: <c>{"view","primary","backup","acked","pingIntervalMs","deadPings",
-    /// "servers":[{"address","role","alive","lastPingMsAgo","viewNumber","restarted"}]}</c>, compact UTF-8 JSON.
+    /// The <c>VS.STATUS</c> document: <c>{"view","primary","backup","acked","lastAckedView","dataLost","historyLost",
+    /// "backupReported","pingIntervalMs","deadPings",
+    /// "servers":[{"address","role","alive","lastPingMsAgo","viewNumber","restarted","heldView"}]}</c>, compact UTF-8 JSON.
     /// </summary>
     public static byte[] StatusJson(ViewServiceStatus status)
     {
@@ -183,6 +184,7 @@ public sealed partial class CoordinatorHandler : RespConnectionHandler
             json.WriteNumber("lastAckedView", status.LastAcked?.Number ?? 0);
             json.WriteBoolean("dataLost", status.DataLost);
             json.WriteBoolean("historyLost", status.HistoryLost);
+            json.WriteBoolean("backupReported", status.BackupReported);
             json.WriteNumber("pingIntervalMs", status.PingInterval.TotalMilliseconds);
             json.WriteNumber("deadPings", status.DeadPings);
             json.WriteStartArray("servers");

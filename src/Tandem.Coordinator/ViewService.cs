@@ -336,6 +336,7 @@ public sealed class ViewService
             {
                 DataLost = IsDataLost(now),
                 HistoryLost = IsHistoryLost(now),
+                BackupReported = _backupReported,
             };
         }
     }

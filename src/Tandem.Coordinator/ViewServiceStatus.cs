@@ -39,4 +39,7 @@ public sealed record ViewServiceStatus(View View, bool Acked, TimeSpan PingInter
 
     /// <summary>The group's log is empty but live servers belong to a later history (see <see cref="ViewService.HistoryLost"/>).</summary>
     public bool HistoryLost { get; init; }
+
+    /// <summary>The primary reported the current view's backup unreachable: the next tick replaces it.</summary>
+    public bool BackupReported { get; init; }
 }

@@ -11,13 +11,25 @@ public class ChaosUnitTests
     [Fact]
     public void CopyHeldView_CountsOnlyPingsAfterTheServersLastKill()
     {
-        var servers = new Dictionary<string, ServerHeard> { ["b"] = new(Alive: true, SinceLastPingMs: 300, HeldView: 46, Restarted: false) };
+        var servers = new Dictionary<string, ServerHeard> { ["b"] = new(Alive: true, SinceLastPingMs: 200, HeldView: 46, Restarted: false) };
         var status = new ClusterStatus(46, "a", "b", Acked: true, servers);
         Assert.True(status.Holds("b", TimeSpan.MaxValue)); // never killed
         Assert.True(status.Holds("b", TimeSpan.FromSeconds(2))); // killed long before that ping
-        // Killed 200 ms ago: the ping 300 ms ago came from the process that died; the new one may be empty.
-        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(200)));
-        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(350)));
+        // Killed 150 ms ago: the ping 200 ms ago came from the process that died; the new one may be empty.
+        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(150)));
+        Assert.False(status.Holds("b", TimeSpan.FromMilliseconds(250)));
+    }
+
+    [Fact]
+    public void CopyHeldView_DoesNotCountACopyTheCoordinatorIsAboutToDrop()
+    {
+        static ClusterStatus With(long sinceLastPingMs, bool reported = false) => new(46, "a", "b", Acked: true,
+            new Dictionary<string, ServerHeard> { ["b"] = new(Alive: true, sinceLastPingMs, HeldView: 46, Restarted: false) }, DeadTimeMs: 500, reported);
+        Assert.True(With(200).Holds("b", TimeSpan.MaxValue));
+        // Alive, but silent for most of the dead time: the coordinator may drop it any moment.
+        Assert.False(With(400).Holds("b", TimeSpan.MaxValue));
+        // Its primary reported it unreachable: the next tick drops it.
+        Assert.False(With(100, reported: true).Holds("b", TimeSpan.MaxValue));
     }
 
     private static Tandem.Checker.HistoryOp PxOp(Tandem.Checker.OpKind kind, string? output, long call, long ret, string options = "") =>
