@@ -29,9 +29,27 @@ public static class RespWriter
     /// <summary><c>:n\r\n</c></summary>
     public static void WriteInteger(IBufferWriter<byte> w, long n) => WritePrefixed(w, (byte)':', n);
 
+    /// <summary>Values up to this size are written with one request for buffer space (header, bytes and CRLF at once).</summary>
+    private const int OneSpanBulk = 4096;
+
     /// <summary><c>$len\r\nbytes\r\n</c></summary>
     public static void WriteBulk(IBufferWriter<byte> w, ReadOnlySpan<byte> bytes)
     {
+        if (bytes.Length <= OneSpanBulk)
+        {
+            // One GetSpan and one Advance: a pipe writer's calls cost more than the copy for small values.
+            Span<byte> span = w.GetSpan(bytes.Length + 16);
+            span[0] = (byte)'$';
+            Utf8Formatter.TryFormat(bytes.Length, span[1..], out int len);
+            span[1 + len] = (byte)'\r';
+            span[2 + len] = (byte)'\n';
+            bytes.CopyTo(span[(3 + len)..]);
+            int end = 3 + len + bytes.Length;
+            span[end] = (byte)'\r';
+            span[end + 1] = (byte)'\n';
+            w.Advance(end + 2);
+            return;
+        }
         WritePrefixed(w, (byte)'$', bytes.Length);
         w.Write(bytes);
         WriteCrlf(w);
