@@ -19,11 +19,20 @@ namespace Tandem.Storage;
 public sealed class KeyValueStore
 {
     private const int MinCapacity = 16;
+
+    /// <summary>
+    /// Slots of the old table moved per write while a resize is in progress: at least two per write are needed
+    /// to finish before the new table is itself due to grow or shrink; sixteen finish in 1/16 of the writes.
+    /// </summary>
+    private const int MovesPerWrite = 16;
+
     private static readonly ulong Seed = (ulong)Random.Shared.NextInt64();
 
-    private byte[]?[] _slots;
-    private uint[] _hashes;
-    private int _mask;
+    private Table _table;
+    /// <summary>The table being drained into <see cref="_table"/> by a resize in progress, or null.</summary>
+    private Table? _draining;
+    /// <summary>Slots of <see cref="_draining"/> moved so far, from slot 0 up.</summary>
+    private int _drained;
     private int _count;
 
     private readonly Dictionary<byte[], long> _deadlines = new(KeyComparer.Instance);
@@ -38,9 +47,7 @@ public sealed class KeyValueStore
     {
         int slots = MinCapacity;
         while (slots < 1 << 30 && slots * 3L / 4 < capacity) slots <<= 1;
-        _slots = new byte[]?[slots];
-        _hashes = new uint[slots];
-        _mask = slots - 1;
+        _table = new Table(slots);
         _deadlineOf = _deadlines.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
@@ -56,6 +63,9 @@ public sealed class KeyValueStore
     /// <summary>Number of keys.</summary>
     public int Count => _count;
 
+    /// <summary>Whether a resize is moving entries to a new table, a few per write (tests look).</summary>
+    internal bool Resizing => _draining is not null;
+
     /// <summary>Number of keys with a deadline.</summary>
     public int VolatileCount => _deadlines.Count;
 
@@ -69,26 +79,33 @@ public sealed class KeyValueStore
     public void Put(byte[] entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
+        if (_draining is not null) DrainSome();
         ReadOnlySpan<byte> key = KeyOf(entry);
         uint hash = Hash(key);
-        int at = Find(key, hash);
+        int at = _table.Find(key, hash);
         if (at >= 0)
         {
-            _slots[at] = entry;
+            _table.Slots[at] = entry;
             return;
         }
-        if ((_count + 1) * 4L > _slots.Length * 3L) Resize(_slots.Length * 2);
-        Insert(entry, hash);
+        if (_draining is { } old && old.Find(key, hash) is var was and >= 0)
+        {
+            // Not moved yet: the new entry goes to the new table, and the old one is left behind as moved.
+            old.Slots[was] = Table.Moved;
+            _table.Insert(entry, hash);
+            return;
+        }
+        if ((_count + 1) * 4L > _table.Slots.Length * 3L) StartResize(_table.Slots.Length * 2);
+        _table.Insert(entry, hash);
         _count++;
     }
 
     /// <summary>The value of <paramref name="key"/>, or false if it is not set.</summary>
     public bool TryGet(ReadOnlySpan<byte> key, out ReadOnlyMemory<byte> value)
     {
-        int at = Find(key, Hash(key));
-        if (at >= 0)
+        if (EntryOf(key) is { } entry)
         {
-            value = ValueOf(_slots[at]!);
+            value = ValueOf(entry);
             return true;
         }
         value = default;
@@ -98,12 +115,15 @@ public sealed class KeyValueStore
     /// <summary>The entry of <paramref name="key"/> (its identity changes with every write of the key), or null.</summary>
     public byte[]? EntryOf(ReadOnlySpan<byte> key)
     {
-        int at = Find(key, Hash(key));
-        return at >= 0 ? _slots[at] : null;
+        uint hash = Hash(key);
+        int at = _table.Find(key, hash);
+        if (at >= 0) return _table.Slots[at];
+        if (_draining is { } old && old.Find(key, hash) is var was and >= 0) return old.Slots[was];
+        return null;
     }
 
     /// <summary>True if <paramref name="key"/> is set.</summary>
-    public bool Contains(ReadOnlySpan<byte> key) => Find(key, Hash(key)) >= 0;
+    public bool Contains(ReadOnlySpan<byte> key) => EntryOf(key) is not null;
 
     /// <summary>Sets <paramref name="key"/> to <paramref name="value"/> and clears its deadline unless <paramref name="keepDeadline"/>.</summary>
     public void Set(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, bool keepDeadline = false)
@@ -115,21 +135,24 @@ public sealed class KeyValueStore
     /// <summary>Removes <paramref name="key"/> and its deadline; true if it was set.</summary>
     public bool Remove(ReadOnlySpan<byte> key)
     {
-        int at = Find(key, Hash(key));
-        if (at < 0) return false;
+        if (_draining is not null) DrainSome();
+        uint hash = Hash(key);
+        int at = _table.Find(key, hash);
+        if (at >= 0) _table.RemoveAt(at);
+        else if (_draining is { } old && old.Find(key, hash) is var was and >= 0) old.Slots[was] = Table.Moved;
+        else return false;
         Persist(key);
-        RemoveAt(at);
         _count--;
-        if (_slots.Length > MinCapacity && _count * 10L < _slots.Length) Resize(_slots.Length / 2);
+        if (_draining is null && _table.Slots.Length > MinCapacity && _count * 10L < _table.Slots.Length) StartResize(_table.Slots.Length / 2);
         return true;
     }
 
     /// <summary>Removes every key.</summary>
     public void Clear()
     {
-        _slots = new byte[]?[MinCapacity];
-        _hashes = new uint[MinCapacity];
-        _mask = MinCapacity - 1;
+        _table = new Table(MinCapacity);
+        _draining = null;
+        _drained = 0;
         _count = 0;
         _deadlines.Clear();
         _byDeadline.Clear();
@@ -178,8 +201,13 @@ public sealed class KeyValueStore
     {
         var all = new byte[_count][];
         int n = 0;
-        foreach (byte[]? entry in _slots)
+        foreach (byte[]? entry in _table.Slots)
             if (entry is not null) all[n++] = entry;
+        if (_draining is { } old)
+        {
+            foreach (byte[]? entry in old.Slots)
+                if (entry is not null && !ReferenceEquals(entry, Table.Moved)) all[n++] = entry;
+        }
         return all;
     }
 
@@ -187,18 +215,32 @@ public sealed class KeyValueStore
     /// One step of a <c>SCAN</c> from <paramref name="cursor"/>: adds to <paramref name="into"/> the entries of
     /// about <paramref name="count"/> home slots' worth of keys and returns the next cursor (0 when done).
     /// </summary>
+    /// <remarks>
+    /// During a resize every key is in one of two tables. As Redis does while it rehashes, the cursor runs over
+    /// the smaller table's home slots, and each step also visits the slots of the larger table that share the
+    /// step's low bits: a key moved between steps is visited in the same step in either table.
+    /// </remarks>
     public ulong Scan(ulong cursor, int count, List<byte[]> into)
     {
         ArgumentNullException.ThrowIfNull(into);
         if (_count == 0) return 0;
-        ulong mask = (ulong)_mask;
+        Table small = _table, large = _table;
+        if (_draining is { } old)
+        {
+            if (old.Slots.Length < _table.Slots.Length) small = old;
+            else large = old;
+        }
+        ulong mask = (ulong)small.Mask;
         int visits = Math.Max(count, 1) * 10;
         int wanted = into.Count + Math.Max(count, 1);
         do
         {
             int home = (int)(cursor & mask);
-            for (int at = home; _slots[at] is { } entry; at = (at + 1) & _mask)
-                if ((_hashes[at] & _mask) == home) into.Add(entry);
+            small.AddHome(home, into);
+            if (large != small)
+            {
+                for (int h = home; h <= large.Mask; h += small.Mask + 1) large.AddHome(h, into);
+            }
             // Redis's reverse-binary increment: the high bits of the slot index count first, so the slots already
             // visited stay visited when the table doubles or halves.
             cursor |= ~mask;
@@ -215,10 +257,12 @@ public sealed class KeyValueStore
     {
         ArgumentNullException.ThrowIfNull(random);
         if (_count == 0) return null;
-        int start = random.Next(_slots.Length);
-        for (int i = 0; i < _slots.Length; i++)
-            if (_slots[(start + i) & _mask] is { } entry) return entry;
-        return null;
+        if (_draining is { } old && random.Next(old.Slots.Length) >= _drained)
+        {
+            // During a resize, the table not drained yet in about the share of the keys it still holds.
+            return old.AnyFrom(_drained + random.Next(old.Slots.Length - _drained)) ?? _table.AnyFrom(random.Next(_table.Slots.Length));
+        }
+        return _table.AnyFrom(random.Next(_table.Slots.Length)) ?? _draining?.AnyFrom(random.Next(_draining.Slots.Length));
     }
 
     private static ulong ReverseBits(ulong v)
@@ -231,51 +275,121 @@ public sealed class KeyValueStore
 
     private static uint Hash(ReadOnlySpan<byte> key) => (uint)XxHash3.HashToUInt64(key, (long)Seed);
 
-    private int Find(ReadOnlySpan<byte> key, uint hash)
+    /// <summary>
+    /// Starts moving every key to a table of <paramref name="capacity"/> slots. The move is spread over the
+    /// writes that follow (<see cref="MovesPerWrite"/> old slots each), so no write pays for the whole table: a
+    /// store of millions of keys would otherwise stop for most of a second, long enough for the coordinator to
+    /// take its server for dead.
+    /// </summary>
+    private void StartResize(int capacity)
     {
-        for (int at = (int)(hash & (uint)_mask); _slots[at] is { } entry; at = (at + 1) & _mask)
-            if (_hashes[at] == hash && KeyOf(entry).SequenceEqual(key)) return at;
-        return -1;
+        if (_draining is not null) DrainAll();
+        _draining = _table;
+        _drained = 0;
+        _table = new Table(capacity);
     }
 
-    private void Insert(byte[] entry, uint hash)
+    private void DrainSome()
     {
-        int at = (int)(hash & (uint)_mask);
-        while (_slots[at] is not null) at = (at + 1) & _mask;
-        _slots[at] = entry;
-        _hashes[at] = hash;
-    }
-
-    // Backward-shift deletion: moves later keys of the cluster into the hole when their home allows, so that
-    // every key stays reachable from its home slot with no tombstones.
-    private void RemoveAt(int hole)
-    {
-        int at = hole;
-        while (true)
+        Table old = _draining!;
+        int end = Math.Min(old.Slots.Length, _drained + MovesPerWrite);
+        for (int i = _drained; i < end; i++)
         {
-            at = (at + 1) & _mask;
-            if (_slots[at] is null) break;
-            int home = (int)(_hashes[at] & (uint)_mask);
-            // The key at `at` may move to `hole` unless its home lies cyclically in (hole, at].
-            bool homeBetween = hole <= at ? home > hole && home <= at : home > hole || home <= at;
-            if (homeBetween) continue;
-            _slots[hole] = _slots[at];
-            _hashes[hole] = _hashes[at];
-            hole = at;
+            // The old table keeps a marker where a key was, so that the probe sequences of the keys not moved yet
+            // (which may run through that slot) stay whole.
+            // (An empty slot stays empty: it ends probe sequences, and a table of markers only would have no end.)
+            if (old.Slots[i] is not { } entry || ReferenceEquals(entry, Table.Moved)) continue;
+            _table.Insert(entry, old.Hashes[i]);
+            old.Slots[i] = Table.Moved;
         }
-        _slots[hole] = null;
-        _hashes[hole] = 0;
+        _drained = end;
+        if (end == old.Slots.Length) _draining = null;
     }
 
-    private void Resize(int capacity)
+    private void DrainAll()
     {
-        byte[]?[] old = _slots;
-        uint[] oldHashes = _hashes;
-        _slots = new byte[]?[capacity];
-        _hashes = new uint[capacity];
-        _mask = capacity - 1;
-        for (int i = 0; i < old.Length; i++)
-            if (old[i] is { } entry) Insert(entry, oldHashes[i]);
+        while (_draining is not null) DrainSome();
+    }
+
+    /// <summary>
+    /// One open-addressing table: linear probing on the key's hash, the hashes kept beside the entries (a resize
+    /// never hashes again), backward-shift deletion in the current table, no tombstones but a table being
+    /// drained.
+    /// </summary>
+    private sealed class Table
+    {
+        /// <summary>Marks, in a table being drained, a slot whose key is now in the new table (or was removed).</summary>
+        public static readonly byte[] Moved = [0];
+
+        public Table(int capacity)
+        {
+            Slots = new byte[]?[capacity];
+            Hashes = new uint[capacity];
+            Mask = capacity - 1;
+        }
+
+        public byte[]?[] Slots { get; }
+        public uint[] Hashes { get; }
+        public int Mask { get; }
+
+        public int Find(ReadOnlySpan<byte> key, uint hash)
+        {
+            byte[]?[] slots = Slots;
+            for (int at = (int)(hash & (uint)Mask); slots[at] is { } entry; at = (at + 1) & Mask)
+            {
+                if (Hashes[at] == hash && !ReferenceEquals(entry, Moved) && KeyOf(entry).SequenceEqual(key)) return at;
+            }
+            return -1;
+        }
+
+        public void Insert(byte[] entry, uint hash)
+        {
+            int at = (int)(hash & (uint)Mask);
+            while (Slots[at] is not null) at = (at + 1) & Mask;
+            Slots[at] = entry;
+            Hashes[at] = hash;
+        }
+
+        /// <summary>Adds the entries whose home slot is <paramref name="home"/>.</summary>
+        public void AddHome(int home, List<byte[]> into)
+        {
+            for (int at = home; Slots[at] is { } entry; at = (at + 1) & Mask)
+            {
+                if ((Hashes[at] & Mask) == home && !ReferenceEquals(entry, Moved)) into.Add(entry);
+            }
+        }
+
+        /// <summary>The first entry at or after <paramref name="start"/>, cyclically, or null.</summary>
+        public byte[]? AnyFrom(int start)
+        {
+            for (int i = 0; i < Slots.Length; i++)
+            {
+                if (Slots[(start + i) & Mask] is { } entry && !ReferenceEquals(entry, Moved)) return entry;
+            }
+            return null;
+        }
+
+        // Backward-shift deletion: moves later keys of the cluster into the hole when their home allows, so that
+        // every key stays reachable from its home slot with no tombstones. Only in the current table: the one being
+        // drained must keep every probe sequence as it was.
+        public void RemoveAt(int hole)
+        {
+            int at = hole;
+            while (true)
+            {
+                at = (at + 1) & Mask;
+                if (Slots[at] is null) break;
+                int home = (int)(Hashes[at] & (uint)Mask);
+                // The key at `at` may move to `hole` unless its home lies cyclically in (hole, at].
+                bool homeBetween = hole <= at ? home > hole && home <= at : home > hole || home <= at;
+                if (homeBetween) continue;
+                Slots[hole] = Slots[at];
+                Hashes[hole] = Hashes[at];
+                hole = at;
+            }
+            Slots[hole] = null;
+            Hashes[hole] = 0;
+        }
     }
 
     /// <summary>Builds the entry of <paramref name="key"/> and <paramref name="value"/>.</summary>
