@@ -39,12 +39,9 @@ public static class RespWriter
         {
             // One GetSpan and one Advance: a pipe writer's calls cost more than the copy for small values.
             Span<byte> span = w.GetSpan(bytes.Length + 16);
-            span[0] = (byte)'$';
-            Utf8Formatter.TryFormat(bytes.Length, span[1..], out int len);
-            span[1 + len] = (byte)'\r';
-            span[2 + len] = (byte)'\n';
-            bytes.CopyTo(span[(3 + len)..]);
-            int end = 3 + len + bytes.Length;
+            int header = FormatPrefixed(span, (byte)'$', bytes.Length);
+            bytes.CopyTo(span[header..]);
+            int end = header + bytes.Length;
             span[end] = (byte)'\r';
             span[end + 1] = (byte)'\n';
             w.Advance(end + 2);
@@ -198,14 +195,16 @@ public static class RespWriter
 
     private static void WriteNull3(IBufferWriter<byte> w) => w.Write("_\r\n"u8);
 
-    private static void WritePrefixed(IBufferWriter<byte> w, byte prefix, long n)
+    private static void WritePrefixed(IBufferWriter<byte> w, byte prefix, long n) => w.Advance(FormatPrefixed(w.GetSpan(24), prefix, n));
+
+    /// <summary>Formats <c>{prefix}n\r\n</c> at the start of <paramref name="span"/> (24 bytes are enough); returns its length.</summary>
+    private static int FormatPrefixed(Span<byte> span, byte prefix, long n)
     {
-        Span<byte> span = w.GetSpan(24);
         span[0] = prefix;
         Utf8Formatter.TryFormat(n, span[1..], out int len);
         span[1 + len] = (byte)'\r';
         span[2 + len] = (byte)'\n';
-        w.Advance(len + 3);
+        return len + 3;
     }
 
     private static void WriteByte(IBufferWriter<byte> w, byte b)

@@ -88,10 +88,10 @@ public sealed class KeyValueStore
             _table.Slots[at] = entry;
             return;
         }
-        if (_draining is { } old && old.Find(key, hash) is var was and >= 0)
+        if (FindDraining(key, hash) is var was and >= 0)
         {
             // Not moved yet: the new entry goes to the new table, and the old one is left behind as moved.
-            old.Slots[was] = Table.Moved;
+            _draining!.Slots[was] = Table.Moved;
             _table.Insert(entry, hash);
             return;
         }
@@ -118,7 +118,7 @@ public sealed class KeyValueStore
         uint hash = Hash(key);
         int at = _table.Find(key, hash);
         if (at >= 0) return _table.Slots[at];
-        if (_draining is { } old && old.Find(key, hash) is var was and >= 0) return old.Slots[was];
+        if (FindDraining(key, hash) is var was and >= 0) return _draining!.Slots[was];
         return null;
     }
 
@@ -139,7 +139,7 @@ public sealed class KeyValueStore
         uint hash = Hash(key);
         int at = _table.Find(key, hash);
         if (at >= 0) _table.RemoveAt(at);
-        else if (_draining is { } old && old.Find(key, hash) is var was and >= 0) old.Slots[was] = Table.Moved;
+        else if (FindDraining(key, hash) is var was and >= 0) _draining!.Slots[was] = Table.Moved;
         else return false;
         Persist(key);
         _count--;
@@ -283,7 +283,7 @@ public sealed class KeyValueStore
     /// </summary>
     private void StartResize(int capacity)
     {
-        if (_draining is not null) DrainAll();
+        while (_draining is not null) DrainSome();
         _draining = _table;
         _drained = 0;
         _table = new Table(capacity);
@@ -306,10 +306,8 @@ public sealed class KeyValueStore
         if (end == old.Slots.Length) _draining = null;
     }
 
-    private void DrainAll()
-    {
-        while (_draining is not null) DrainSome();
-    }
+    /// <summary>Where <paramref name="key"/> is in the table being drained (not moved yet), or -1 (or no resize).</summary>
+    private int FindDraining(ReadOnlySpan<byte> key, uint hash) => _draining?.Find(key, hash) ?? -1;
 
     /// <summary>
     /// One open-addressing table: linear probing on the key's hash, the hashes kept beside the entries (a resize
