@@ -1,5 +1,9 @@
 using System.CommandLine;
 using Tandem.Cli;
+using Tandem.Net;
+
+// Before any socket exists: the runtime reads this switch once.
+InlineSocketCompletions.Enable();
 
 var root = new RootCommand("Tandem: a primary/backup replicated key-value store speaking RESP2.");
 foreach (Command command in NodeCommands.Create()) root.Subcommands.Add(command);

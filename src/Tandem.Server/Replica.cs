@@ -19,6 +19,14 @@ public sealed partial class Replica : IDisposable
     private readonly ILogger _log;
     private readonly Queue<(long Seq, TaskCompletionSource<RespValue?> Done)> _commitWaiters = new();
 
+    /// <summary>
+    /// Every wait handed out (a commit or a read confirmation), in the order they began: one sweep a few times per
+    /// commit timeout answers those still open after <see cref="ServerNodeOptions.CommitTimeout"/> with
+    /// <c>TRYAGAIN</c>, instead of a timer per wait.
+    /// </summary>
+    private readonly Queue<(long Since, TaskCompletionSource<RespValue?> Wait)> _deadlines = new();
+    private ITimer? _sweep;
+
     private View _view = View.Empty;
     private long _previousViewNumber;
     private bool _initialized;
@@ -461,27 +469,29 @@ public sealed partial class Replica : IDisposable
             }
             if (commitSeq > 0 && (commitSeq > _commitIndex || !_viewAcked))
             {
-                var done = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
+                TaskCompletionSource<RespValue?> done = NewWaitLocked();
                 _commitWaiters.Enqueue((commitSeq, done));
                 committed = done.Task;
             }
             if (confirm)
             {
-                if (_replicator is null) confirmed = _viewAcked ? null : _ackSignal.Task;
+                // Before the ack is recorded, a read also waits for it (the coordinator might fall back to an older copy).
+                Task<RespValue?>? acked = _viewAcked ? null : AckWaitLocked();
+                if (_replicator is null) confirmed = acked;
                 else
                 {
                     // ReadIndex: the values read may include any write applied so far; answer only once all of
                     // them are on the backup and a confirmation sent after this point has come back.
-                    confirmed = _replicator.RequestConfirmation(_state.LastApplied);
-                    if (!_viewAcked) confirmed = BothAsync(confirmed, _ackSignal.Task);
+                    TaskCompletionSource<RespValue?> wait = NewWaitLocked();
+                    _replicator.RequestConfirmation(_state.LastApplied, wait);
+                    confirmed = acked is null ? wait.Task : BothAsync(wait.Task, acked);
                 }
             }
         }
         if (committed is null && confirmed is null) return default;
         link?.Pump(); // send the batch's writes and confirmation now, from this thread
-        long deadline = _options.TimeProvider.GetTimestamp();
-        RespValue? writeError = committed is null ? null : await WaitUntilAsync(committed, deadline);
-        RespValue? readError = confirmed is null ? null : writeError ?? await WaitUntilAsync(confirmed, deadline);
+        RespValue? writeError = committed is null ? null : await committed;
+        RespValue? readError = confirmed is null ? null : writeError ?? await confirmed;
         return new BatchOutcome(writeError, readError);
     }
 
@@ -490,20 +500,48 @@ public sealed partial class Replica : IDisposable
 
     private static TaskCompletionSource<RespValue?> NewAckSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>Waits for <paramref name="task"/> until the commit timeout, counted from <paramref name="since"/>.</summary>
-    private async ValueTask<RespValue?> WaitUntilAsync(Task<RespValue?> task, long since)
+    /// <summary>
+    /// A new wait, answered <c>TRYAGAIN</c> by the sweep if still open after the commit timeout. Its continuations
+    /// run on the thread that completes it (no hop to the thread pool): the backup's acknowledgement loop answers
+    /// the clients itself. So it is completed only outside <see cref="_lock"/>. Called under the lock.
+    /// </summary>
+    private TaskCompletionSource<RespValue?> NewWaitLocked()
     {
-        if (task.IsCompleted) return task.Result;
-        TimeSpan left = _options.CommitTimeout - _options.TimeProvider.GetElapsedTime(since);
-        try
+        var wait = new TaskCompletionSource<RespValue?>();
+        while (_deadlines.TryPeek(out var oldest) && oldest.Wait.Task.IsCompleted) _deadlines.Dequeue();
+        _deadlines.Enqueue((_options.TimeProvider.GetTimestamp(), wait));
+        if (_sweep is null && !_disposed)
         {
-            if (left <= TimeSpan.Zero) throw new TimeoutException();
-            return await task.WaitAsync(left, _options.TimeProvider);
+            TimeSpan period = _options.CommitTimeout / 8;
+            _sweep = _options.TimeProvider.CreateTimer(_ => ExpireWaits(), null, period, period);
         }
-        catch (TimeoutException)
+        return wait;
+    }
+
+    /// <summary>A wait for the coordinator to record this view's ack (bounded like every wait). Called under the lock.</summary>
+    private Task<RespValue?> AckWaitLocked()
+    {
+        TaskCompletionSource<RespValue?> wait = NewWaitLocked();
+        _ackSignal.Task.ContinueWith(static (signal, w) => ((TaskCompletionSource<RespValue?>)w!).TrySetResult(signal.Result),
+            wait, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return wait.Task;
+    }
+
+    /// <summary>The sweep: answers every wait open longer than the commit timeout with <c>TRYAGAIN</c>.</summary>
+    internal void ExpireWaits()
+    {
+        List<TaskCompletionSource<RespValue?>>? expired = null;
+        lock (_lock)
         {
-            return RespValue.Error($"{ErrorCodes.TryAgain} the backup did not confirm within {_options.CommitTimeout.TotalMilliseconds:0} ms");
+            long now = _options.TimeProvider.GetTimestamp();
+            while (_deadlines.TryPeek(out var oldest)
+                   && (oldest.Wait.Task.IsCompleted || _options.TimeProvider.GetElapsedTime(oldest.Since, now) >= _options.CommitTimeout))
+            {
+                _deadlines.Dequeue();
+                if (!oldest.Wait.Task.IsCompleted) (expired ??= []).Add(oldest.Wait);
+            }
         }
+        Complete(expired, RespValue.Error($"{ErrorCodes.TryAgain} the backup did not confirm within {_options.CommitTimeout.TotalMilliseconds:0} ms"));
     }
 
     /// <summary>Called by the current replicator when the backup holds every write up to <paramref name="seq"/>.</summary>
@@ -625,6 +663,7 @@ public sealed partial class Replica : IDisposable
             stopped = _replicator;
             _replicator = null;
             failed = FailAllWaitersLocked();
+            _sweep?.Dispose();
         }
         stopped?.Stop();
         Complete(failed, RespValue.Error($"{ErrorCodes.TryAgain} server is shutting down"));

@@ -93,21 +93,20 @@ internal sealed class Replicator
     }
 
     /// <summary>
-    /// A task that completes (null) once a batch sent after this call is acknowledged (the backup still takes
-    /// this server as its primary) and the backup holds every write through <paramref name="readIndex"/> (the
-    /// value read is committed): Raft's ReadIndex. Completes with an error when either cannot be shown.
-    /// Called under the replica's lock, so read indexes arrive in order.
+    /// Completes <paramref name="done"/> (null) once a batch sent after this call is acknowledged (the backup still
+    /// takes this server as its primary) and the backup holds every write through <paramref name="readIndex"/> (the
+    /// value read is committed): Raft's ReadIndex. Completes it with an error when either cannot be shown.
+    /// Called under the replica's lock, so read indexes arrive in order; <paramref name="done"/> is completed
+    /// outside that lock (its continuations run inline), but for a replicator already stopped, before anyone awaits it.
     /// </summary>
-    public Task<RespValue?> RequestConfirmation(long readIndex)
+    public void RequestConfirmation(long readIndex, TaskCompletionSource<RespValue?> done)
     {
-        var tcs = new TaskCompletionSource<RespValue?>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_outboxLock)
         {
-            _reads.Add(new PendingRead(readIndex, tcs));
+            _reads.Add(new PendingRead(readIndex, done));
         }
         _faults?.Pass(FaultPoint.ReadRegistered);
-        if (_stop.IsCancellationRequested) tcs.TrySetResult(TryAgain("the view changed"));
-        return tcs.Task;
+        if (_stop.IsCancellationRequested) done.TrySetResult(TryAgain("the view changed")); // no one awaits it yet
     }
 
     /// <summary>Called under the replica's lock when the snapshot is taken: later writes are streamed.</summary>

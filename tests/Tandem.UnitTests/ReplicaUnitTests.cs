@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Time.Testing;
 using Tandem.Protocol;
 using Tandem.Server;
 using Tandem.Storage;
@@ -163,6 +164,35 @@ public class ReplicaUnitTests
         RespValue reply = await write;
         Assert.Equal(ErrorCodes.TryAgain, reply.ErrorCode);
         Assert.Equal(ErrorCodes.ReadOnly, (await primary.WriteAsync(Operation.Of("SET", "k", "w"))).ErrorCode);
+    }
+
+    [Fact]
+    public async Task WaitsStillOpenAfterTheCommitTimeout_AreAnsweredTryAgain_ByTheSweep()
+    {
+        // The coordinator never records this primary's ack, so its write and its read both wait; no timer is made
+        // per wait: the replica's one sweep answers them once the commit timeout has passed.
+        var clock = new FakeTimeProvider();
+        Replica primary = new(A, new ServerNodeOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0), Coordinator = "10.0.0.9:1", TimeProvider = clock,
+            CommitTimeout = TimeSpan.FromSeconds(2),
+        });
+        primary.OnView(new View(1, A, ""), acked: false, lastAckedView: 0);
+        ValueTask<RespValue> write = primary.WriteAsync(Operation.Of("SET", "k", "v"));
+        clock.Advance(TimeSpan.FromMilliseconds(500));
+        ValueTask<RespValue> read = primary.ReadAsync("k"u8.ToArray());
+
+        clock.Advance(TimeSpan.FromMilliseconds(1400)); // 1.9 s after the write
+        Assert.False(write.IsCompleted);
+        Assert.False(read.IsCompleted);
+        clock.Advance(TimeSpan.FromMilliseconds(400)); // past the commit timeout (and the sweep's period) for the write only
+        RespValue written = await write;
+        Assert.Equal(ErrorCodes.TryAgain, written.ErrorCode);
+        Assert.Contains("did not confirm within 2000 ms", written.Text);
+        Assert.False(read.IsCompleted);
+        clock.Advance(TimeSpan.FromMilliseconds(500));
+        Assert.Equal(ErrorCodes.TryAgain, (await read).ErrorCode);
+        primary.Dispose();
     }
 
     [Fact]
