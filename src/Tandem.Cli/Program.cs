@@ -2,8 +2,8 @@ using System.CommandLine;
 using Tandem.Cli;
 using Tandem.Net;
 
-// Before any socket exists: the runtime reads this switch once.
-InlineSocketCompletions.Enable();
+// Before any socket exists: the runtime reads these switches once.
+SocketEventLoop.Enable();
 
 var root = new RootCommand("Tandem: a primary/backup replicated key-value store speaking RESP2.");
 foreach (Command command in NodeCommands.Create()) root.Subcommands.Add(command);

@@ -6,8 +6,11 @@ namespace Tandem.IntegrationTests
 {
     internal static class SocketSetup
     {
-        /// <summary>The in-process servers run with the socket threading the <c>tandem</c> binary uses (inline completions).</summary>
+        /// <summary>
+        /// The in-process servers run their socket completions inline, as the <c>tandem</c> binary does; on the
+        /// runtime's epoll threads, not one: here one process holds every node of a cluster, and the test clients.
+        /// </summary>
         [System.Runtime.CompilerServices.ModuleInitializer]
-        internal static void UseTheServersThreading() => Tandem.Net.InlineSocketCompletions.Enable();
+        internal static void UseTheServersThreading() => Tandem.Net.SocketEventLoop.Enable(threads: null);
     }
 }
