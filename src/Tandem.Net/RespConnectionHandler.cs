@@ -66,6 +66,16 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
     /// </summary>
     public const int MaxBatchCommands = 1024;
 
+    /// <summary>
+    /// Input a connection's loop takes, 64 KiB, before it steps off to the thread pool once. With socket
+    /// completions inline (<see cref="SocketEventLoop"/>) the loop runs on an epoll thread, which serves every
+    /// other socket of the process too; a connection whose input never runs dry (a snapshot being sent to this
+    /// backup, a client that pipelines without pause) would keep that thread for ever, because a read with data
+    /// waiting completes at once. The coordinator's replies to this server's pings would then go unread, and the
+    /// coordinator would take it for dead.
+    /// </summary>
+    public const long YieldAfterInputBytes = 64 * 1024;
+
     private TimeSpan _frameTimeout = DefaultFrameTimeout;
     private TimeSpan _idleTimeout = Timeout.InfiniteTimeSpan;
     private long _maxFrameBytes = DefaultMaxFrameBytes;
@@ -183,6 +193,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         var deadline = new ReadDeadline(input, FrameTimeout, IdleTimeout);
         var scan = new RespScanState();
         long reserved = 0;
+        long sinceYield = 0;
         PushChannel? pushes = OpenPushChannel(connection, input); // null unless the node has pub/sub (RespConnectionHandler.PubSub.cs)
         try
         {
@@ -222,6 +233,7 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                     protocolError = string.Create(CultureInfo.InvariantCulture, $"command longer than {MaxFrameBytes} bytes");
                 bool consumed = buffer.Length != result.Buffer.Length;
                 long unparsed = buffer.Length;
+                sinceYield += result.Buffer.Length - unparsed;
                 // Examining to the end lets the transport read on, up to its own read buffer size past this point:
                 // a connection holds at most MaxFrameBytes plus that. A full batch examines nothing new, so the next
                 // read returns at once with the commands still to run.
@@ -262,6 +274,12 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
                 }
                 if (!await WritePushesAsync(pushes, output)) return; // messages published to this subscriber, between batches
                 if (!await output.FlushAsync()) return;
+                if (sinceYield >= YieldAfterInputBytes)
+                {
+                    // Fairness (see YieldAfterInputBytes): let the epoll thread serve the other sockets.
+                    sinceYield = 0;
+                    await Task.Yield();
+                }
                 if (batchFull) continue;
                 if (result.IsCompleted) return;
                 if (result.IsCanceled && !deadline.MayHaveWoken && pushes?.MayHaveWoken != true) return; // canceled by someone else: stop, as always
