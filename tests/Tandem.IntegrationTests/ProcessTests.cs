@@ -160,24 +160,15 @@ public class ProcessTests
         catch (Exception) { return null; }
     }
 
-    private static bool StatusAcked(string coordinators)
-    {
-        foreach (string member in coordinators.Split(','))
-        {
-            try
-            {
-                RespValue reply = SendAsync(member, Commands.VsStatus).GetAwaiter().GetResult();
-                if (!reply.IsError) return reply.Text.Contains("\"acked\":true");
-            }
-            catch (Exception)
-            {
-            }
-        }
-        return false;
-    }
+    private static bool StatusAcked(string coordinators) => Status(coordinators) is { } status && status.GetProperty("acked").GetBoolean();
 
     /// <summary>The current view's number if the coordinator's status shows it acknowledged with <paramref name="backup"/> as backup; else 0.</summary>
-    private static long AckedViewWithBackup(string coordinators, string backup)
+    private static long AckedViewWithBackup(string coordinators, string backup) =>
+        Status(coordinators) is { } status && status.GetProperty("acked").GetBoolean() && status.GetProperty("backup").GetString() == backup
+            ? status.GetProperty("view").GetInt64() : 0;
+
+    /// <summary>The first answer of a member to <c>VS.STATUS</c>, or null when none answers.</summary>
+    private static System.Text.Json.JsonElement? Status(string coordinators)
     {
         foreach (string member in coordinators.Split(','))
         {
@@ -186,15 +177,13 @@ public class ProcessTests
                 RespValue reply = SendAsync(member, Commands.VsStatus).GetAwaiter().GetResult();
                 if (reply.IsError) continue;
                 using var status = System.Text.Json.JsonDocument.Parse(reply.Text);
-                System.Text.Json.JsonElement root = status.RootElement;
-                return root.GetProperty("acked").GetBoolean() && root.GetProperty("backup").GetString() == backup
-                    ? root.GetProperty("view").GetInt64() : 0;
+                return status.RootElement.Clone();
             }
             catch (Exception)
             {
             }
         }
-        return 0;
+        return null;
     }
 
     internal static int[] FreePorts(int n)
