@@ -186,14 +186,8 @@ public class ProcessTests
         return null;
     }
 
-    internal static int[] FreePorts(int n)
-    {
-        var listeners = Enumerable.Range(0, n).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        listeners.ForEach(l => l.Start());
-        int[] ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        listeners.ForEach(l => l.Stop());
-        return ports;
-    }
+    /// <summary>Ports the nodes bind later, from below the kernel's ephemeral range (<see cref="TestPorts"/>).</summary>
+    internal static int[] FreePorts(int n) => [.. Enumerable.Range(0, n).Select(_ => TestPorts.Next())];
 }
 
 /// <summary>
@@ -220,7 +214,8 @@ internal sealed class CoordinatorSet : IDisposable
         while (true)
         {
             int[] ports = ProcessTests.FreePorts(members);
-            int offset = random.Next(1, 65535 - ports.Max());
+            // The Raft ports stay below the kernel's ephemeral range too (TestPorts).
+            int offset = random.Next(1, 32_000 - ports.Max());
             if (ports.All(p => IsFree(p + offset) && !ports.Contains(p + offset)))
                 return new CoordinatorSet(ports.Select(p => $"127.0.0.1:{p}").ToArray(), offset);
         }

@@ -147,12 +147,7 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>Starts member <paramref name="member"/> again on its data directory (killing it first if running).</summary>
     public Task RestartCoordinatorAsync(TestCoordinator member) => member.RestartAsync();
 
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => TestPorts.Next();
 
     /// <summary>Starts a new server on a free loopback port.</summary>
     public async Task<TestServer> StartServerAsync()
