@@ -17,15 +17,13 @@ public static class SocketEventLoop
     public const string ThreadsVariable = "DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT";
 
     /// <summary>
-    /// Runs socket completions inline on <paramref name="threads"/> epoll threads (null: the runtime's count), in
-    /// this process and the processes it starts, unless the operator set the variable already (their value wins).
-    /// The runtime reads them once, when the first socket is made, so this must run before that: first thing in
-    /// <c>Main</c>.
+    /// Runs socket completions inline on one epoll thread, in this process and the processes it starts, unless the
+    /// operator set either variable already (their value wins). The runtime reads them once, when the first socket
+    /// is made, so this must run before that: first thing in <c>Main</c>.
     /// </summary>
-    public static void Enable(int? threads = 1)
+    public static void Enable()
     {
         if (Environment.GetEnvironmentVariable(InlineVariable) is null) Environment.SetEnvironmentVariable(InlineVariable, "1");
-        if (threads is { } n && Environment.GetEnvironmentVariable(ThreadsVariable) is null)
-            Environment.SetEnvironmentVariable(ThreadsVariable, n.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (Environment.GetEnvironmentVariable(ThreadsVariable) is null) Environment.SetEnvironmentVariable(ThreadsVariable, "1");
     }
 }

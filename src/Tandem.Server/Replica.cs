@@ -541,6 +541,7 @@ public sealed partial class Replica : IDisposable
                 if (!oldest.Wait.Task.IsCompleted) (expired ??= []).Add(oldest.Wait);
             }
         }
+        if (expired is null) return;
         Complete(expired, RespValue.Error($"{ErrorCodes.TryAgain} the backup did not confirm within {_options.CommitTimeout.TotalMilliseconds:0} ms"));
     }
 
