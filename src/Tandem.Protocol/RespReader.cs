@@ -218,8 +218,29 @@ public static class RespReader
     /// <summary>Reads a decimal length terminated by CRLF. Only -1 is accepted as a negative length.</summary>
     private static bool TryReadLength(ref SequenceReader<byte> reader, out long value, bool allowAnyNegative = false)
     {
-        // Fast path: the whole line is in the current segment (almost always): parse it in place.
         ReadOnlySpan<byte> unread = reader.UnreadSpan;
+        // Fastest path, taken by nearly every length: up to 18 digits (an optional minus first) and CRLF in this
+        // segment, read in one pass. Anything else (a longer number, a line split across segments, an error) takes
+        // the general path below, which decides it exactly as before.
+        int at = unread.Length > 0 && unread[0] == (byte)'-' ? 1 : 0;
+        long magnitude = 0;
+        int digitsEnd = Math.Min(unread.Length, at + 18);
+        int i = at;
+        for (; i < digitsEnd; i++)
+        {
+            uint digit = (uint)(unread[i] - '0');
+            if (digit > 9) break;
+            magnitude = magnitude * 10 + digit;
+        }
+        if (i > at && i + 1 < unread.Length && unread[i] == (byte)'\r' && unread[i + 1] == (byte)'\n')
+        {
+            value = at == 1 ? -magnitude : magnitude;
+            if (value < -1 && !allowAnyNegative) throw new RespProtocolException("invalid negative length");
+            reader.Advance(i + 2);
+            return true;
+        }
+
+        // Fast path: the whole line is in the current segment (almost always): parse it in place.
         int lf = unread.Length > MaxLineLength ? unread[..(MaxLineLength + 1)].IndexOf((byte)'\n') : unread.IndexOf((byte)'\n');
         if (lf >= 2 && unread[lf - 1] == (byte)'\r')
         {

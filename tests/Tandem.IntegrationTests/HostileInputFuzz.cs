@@ -474,13 +474,19 @@ public static class DispatchFuzzer
             else
             {
                 args.Add(Num(_rng.Next(0, 5).ToString(CultureInfo.InvariantCulture)));
+                args.Add(Num(_rng.Next(3) == 0 ? Numbers[_rng.Next(Numbers.Length)] : "1024")); // max-value-bytes
                 int ops = _rng.Next(3);
                 for (int o = 0; o < ops; o++)
                 {
-                    args.Add(Num(_rng.Next(0, 6).ToString(CultureInfo.InvariantCulture)));
+                    // The operation's fields (36 bytes: four numbers, then the argument count), perhaps cut or
+                    // padded, perhaps with a count past the command's end; then a command.
+                    byte[] opFields = new byte[_rng.Next(4) == 0 ? _rng.Next(0, 40) : 36];
+                    _rng.NextBytes(opFields);
+                    if (opFields.Length == 36) System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(opFields.AsSpan(32), _rng.Next(-1, 6));
+                    args.Add(opFields);
+                    args.Add(Encoding.ASCII.GetBytes(NearName(new[] { "SET", "DEL", "APPEND", "EXEC", "XCLIENT" }[_rng.Next(5)])));
                     args.Add(Key());
                     args.Add(Value());
-                    for (int i = 0; i < 3; i++) args.Add(Num(_rng.Next(3) == 0 ? Numbers[_rng.Next(Numbers.Length)] : _rng.Next(0, 5).ToString(CultureInfo.InvariantCulture)));
                 }
                 if (_rng.Next(4) == 0) args.RemoveAt(args.Count - 1);
             }

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Net;
+using System.Text;
 using Microsoft.Extensions.Time.Testing;
 using Tandem.Protocol;
 using Tandem.Server;
@@ -16,6 +18,25 @@ public class ReplicaUnitTests
 
     private static RespValue Repl(Replica r, params string[] args) => r.HandleReplication(RespCommand.From(args));
 
+    /// <summary>
+    /// <c>REPL.APPLY view from session first-seq 1024</c> carrying <paramref name="ops"/>, each laid out as on the
+    /// wire: its 36 bytes of fields (now, client id, request number, acked-through, argument count; little-endian),
+    /// then its arguments.
+    /// </summary>
+    private static RespValue Apply(Replica r, string view, string session, string first, params string[][] ops)
+    {
+        var args = new List<byte[]>();
+        foreach (string a in new[] { "REPL.APPLY", view, A, session, first, "1024" }) args.Add(Encoding.UTF8.GetBytes(a));
+        foreach (string[] op in ops)
+        {
+            byte[] fields = new byte[36];
+            BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(32), op.Length);
+            args.Add(fields);
+            foreach (string a in op) args.Add(Encoding.UTF8.GetBytes(a));
+        }
+        return r.HandleReplication(new RespCommand([.. args]));
+    }
+
     private static void InstallSnapshot(Replica backup, long view, string session, long seq, params string[] keyValues)
     {
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", view.ToString(), A, session, "BEGIN", seq.ToString()).ToString());
@@ -32,7 +53,7 @@ public class ReplicaUnitTests
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "1", "2", "+OK\r\n").ToString());
         Assert.Equal("+OK", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "DUPS", "40", "0", "1", "2", "3", ":5\r\n").ToString()); // a second part
         Assert.Equal(":3", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "END", "0", "1", "30", "40").ToString());
-        Assert.Equal(":4", Repl(backup, "REPL.APPLY", "2", A, "s1", "4", "1024", "0", "0", "0", "0", "1", "XCLIENT").ToString()); // XCLIENT: issues 41
+        Assert.Equal(":4", Apply(backup, "2", "s1", "4", ["XCLIENT"]).ToString()); // XCLIENT: issues 41
 
         backup.OnView(new View(3, B, ""));
         backup.OnView(new View(3, B, ""), acked: true, lastAckedView: 3); // replies go out once the ack is recorded
@@ -80,7 +101,7 @@ public class ReplicaUnitTests
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "3", A, "s", "BEGIN", "0").ErrorCode);
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "1", A, "s", "BEGIN", "0").ErrorCode);
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "2", "10.0.0.3:1", "s", "BEGIN", "0").ErrorCode);
-        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s", "1", "1024", "0", "0", "0", "0", "3", "SET", "k", "v").ErrorCode);
+        Assert.Equal(ErrorCodes.StaleView, Apply(backup, "2", "s", "1", ["SET", "k", "v"]).ErrorCode);
     }
 
     [Fact]
@@ -89,10 +110,31 @@ public class ReplicaUnitTests
         Replica backup = NewReplica(B);
         backup.OnView(new View(2, A, B));
         InstallSnapshot(backup, 2, "s1", 5, "k", "v");
-        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1024", "0", "0", "0", "0", "3", "SET", "k", "x").ErrorCode);
-        Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1024", "0", "0", "0", "0", "3", "SET", "k", "x").ToString());
+        Assert.Equal(ErrorCodes.StaleView, Apply(backup, "2", "s1", "7", ["SET", "k", "x"]).ErrorCode);
+        Assert.Equal(":6", Apply(backup, "2", "s1", "6", ["SET", "k", "x"]).ToString());
         Assert.Equal(":6", Repl(backup, "REPL.APPLY", "2", A, "s1", "7", "1024").ToString()); // empty batch: a read confirmation
         Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.APPLY", "2", A, "other-session", "7", "1024").ErrorCode);
+    }
+
+    [Fact]
+    public void Backup_RefusesABatch_WhoseOperationFieldsAreNotItsLayout_AndAppliesNothingOfIt()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        InstallSnapshot(backup, 2, "s1", 5, "k", "v");
+        // Fields of 35 bytes, and the decimal fields of a primary of an older layout: both are refused whole.
+        RespValue shortFields = backup.HandleReplication(new RespCommand([.. new[] { "REPL.APPLY", "2", A, "s1", "6", "1024" }.Select(Encoding.UTF8.GetBytes),
+            new byte[35], .. new[] { "SET", "k", "x" }.Select(Encoding.UTF8.GetBytes)]));
+        Assert.Equal("ERR malformed REPL.APPLY: operation fields of 35 bytes, not 36", shortFields.ToString()[1..]);
+        RespValue decimals = Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1024", "0", "0", "0", "0", "3", "SET", "k", "x");
+        Assert.StartsWith("ERR malformed REPL.APPLY: operation fields of 1 bytes", decimals.ToString()[1..]);
+        // A well-formed batch whose argument count overruns the command is refused too.
+        var fields = new byte[36];
+        BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(32), 4);
+        RespValue overrun = backup.HandleReplication(new RespCommand([.. new[] { "REPL.APPLY", "2", A, "s1", "6", "1024" }.Select(Encoding.UTF8.GetBytes),
+            fields, .. new[] { "SET", "k", "x" }.Select(Encoding.UTF8.GetBytes)]));
+        Assert.Equal("ERR malformed REPL.APPLY: bad argument count", overrun.ToString()[1..]);
+        Assert.Equal(":6", Apply(backup, "2", "s1", "6", ["SET", "k", "x"]).ToString()); // nothing of them was applied
     }
 
     [Fact]

@@ -43,6 +43,50 @@ public class RespReaderUnitTests
         }
     }
 
+    /// <summary>
+    /// A length line read whole in one segment (the one-pass path) is decided exactly as when it is split across
+    /// two segments (the general path): the same value, or the same error.
+    /// </summary>
+    [Theory]
+    [InlineData("3")]
+    [InlineData("0")]
+    [InlineData("007")]
+    [InlineData("-0")]
+    [InlineData("-1")]
+    [InlineData("-2")]
+    [InlineData("+3")]
+    [InlineData("")]
+    [InlineData("3 ")]
+    [InlineData("3a")]
+    [InlineData("123456789012345678")]
+    [InlineData("1234567890123456789")]
+    [InlineData("9223372036854775807")]
+    [InlineData("9223372036854775808")]
+    [InlineData("-9223372036854775808")]
+    [InlineData("99999999999999999999999")]
+    public void LengthLine_ReadInOnePiece_IsDecidedAsWhenSplit(string length)
+    {
+        string Outcome(ReadOnlySequence<byte> input, bool asValue)
+        {
+            try
+            {
+                if (asValue) return RespReader.TryReadValue(ref input, RespLimits.Default, out RespValue? v) ? v!.ToString() : "incomplete";
+                return RespReader.TryReadCommand(ref input, RespLimits.Default, out RespCommand? c) ? c!.ToString() : "incomplete";
+            }
+            catch (RespProtocolException e)
+            {
+                return "error: " + e.Message;
+            }
+        }
+        foreach ((string frame, bool asValue) in new[] { ($"*1\r\n${length}\r\nabc\r\n", false), ($":{length}\r\n", true), ($"*{length}\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", false) })
+        {
+            byte[] all = Encoding.ASCII.GetBytes(frame);
+            string whole = Outcome(new ReadOnlySequence<byte>(all), asValue);
+            for (int cut = 1; cut < all.Length; cut++)
+                Assert.Equal(whole, Outcome(Segmented(all[..cut], all[cut..]), asValue));
+        }
+    }
+
     [Fact]
     public void TryReadCommand_InlineCommand_SplitsOnSpaces()
     {
