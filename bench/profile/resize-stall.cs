@@ -1,6 +1,7 @@
 // The longest single write into the store while it grows to 4M keys of 256 B (a resize that moved the whole
 // table at once stopped one write for most of a second at 3M keys):
-//   cd bench/profile && dotnet run resize-stall.cs
+//   cd bench/profile && dotnet run -c Release resize-stall.cs
+// (-c Release: without it the store project it references is built in Debug)
 #:project ../../src/Tandem.Storage/Tandem.Storage.csproj
 #:property Configuration=Release
 using System.Diagnostics;

@@ -2,9 +2,10 @@
 // sends them (at most 1,024 entries or 60 KiB each) are parsed with the server's RESP reader, 64 KiB of input at a
 // time, and put into a store. Prints MB/s and the GC's share of the time, per round (round 0 is a fresh process,
 // like a new backup; later rounds also collect the store before them, like a backup that still holds a state):
-//   cd bench/profile && dotnet run snapshot-ingest.cs [KEYS]
+//   cd bench/profile && dotnet run -c Release snapshot-ingest.cs [KEYS]
+// (-c Release builds the referenced projects in Release too; the property below only sets this file's own build)
 // The GC settings tried in docs/benchmarks.md are environment variables of this process, for example
-//   DOTNET_gcConcurrent=0 dotnet run snapshot-ingest.cs
+//   DOTNET_gcConcurrent=0 dotnet run -c Release snapshot-ingest.cs
 #:project ../../src/Tandem.Storage/Tandem.Storage.csproj
 #:project ../../src/Tandem.Protocol/Tandem.Protocol.csproj
 #:property Configuration=Release
