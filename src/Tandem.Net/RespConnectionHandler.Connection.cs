@@ -427,11 +427,18 @@ public abstract partial class RespConnectionHandler
         return RespValue.Int(killed);
     }
 
-    private static void Kill(ClientInfo target, ClientInfo? me)
+    private void Kill(ClientInfo target, ClientInfo? me)
     {
         // A connection that kills itself gets its reply first, as in Redis.
-        if (target == me) target.CloseAfterReply = true;
-        else target.Connection.Abort(new ConnectionAbortedException("closed by CLIENT KILL"));
+        if (target == me)
+        {
+            target.CloseAfterReply = true;
+            return;
+        }
+        // Off the list with the kill, as Redis frees the client at once: its read loop ends (and removes it
+        // again, which is harmless) only when the command it is running returns, which a WAIT may never do.
+        Disconnect(target);
+        target.Connection.Abort(new ConnectionAbortedException("closed by CLIENT KILL"));
     }
 
     // ---- COMMAND ----

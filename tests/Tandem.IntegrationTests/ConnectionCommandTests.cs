@@ -393,6 +393,36 @@ public class ConnectionCommandTests
             .ToDictionary(l => l[..l.IndexOf(':')], l => l[(l.IndexOf(':') + 1)..]);
 
     /// <summary>A raw TCP connection that sends commands and reads whole replies (RESP2 or RESP3) as text.</summary>
+    /// <summary>
+    /// A killed connection leaves the client list with the kill, as in Redis, even while a command of its own is
+    /// still running (here a <c>WAIT</c> for more replicas than exist, with no timeout, which never returns):
+    /// the list does not wait for the connection's read loop to end.
+    /// </summary>
+    [Fact]
+    public async Task ClientKill_OfAConnectionInTheMiddleOfACommand_TakesItOffTheListAtOnce()
+    {
+        (TestCluster cluster, TestServer primary, _) = await StartPairAsync();
+        await using (cluster)
+        {
+            await using var c = await Raw.ConnectAsync(primary.EndPoint);
+            await using var waiting = await Raw.ConnectAsync(primary.EndPoint);
+            long waitingId = long.Parse((await waiting.SendAsync("CLIENT", "ID"))[1..^2]);
+            await waiting.SendManyAsync(0, ["WAIT", "5", "0"]);
+            DateTime deadline = DateTime.UtcNow + Patience;
+            while (!(await c.SendAsync("CLIENT", "LIST", "ID", waitingId.ToString())).Contains("cmd=wait"))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the WAIT never started");
+                await Task.Delay(20, TestContext.Current.CancellationToken);
+            }
+
+            Assert.Equal(":1\r\n", await c.SendAsync("CLIENT", "KILL", "ID", waitingId.ToString()));
+            Assert.DoesNotContain($"id={waitingId} ", await c.SendAsync("CLIENT", "LIST"));
+            Assert.Equal("$0\r\n\r\n", await c.SendAsync("CLIENT", "LIST", "ID", waitingId.ToString()));
+            Assert.True(await waiting.ClosedAsync(), "the killed connection is closed");
+            Assert.Equal(":0\r\n", await c.SendAsync("CLIENT", "KILL", "ID", waitingId.ToString())); // killed once
+        }
+    }
+
     private sealed class Raw : IAsyncDisposable
     {
         private readonly Socket _socket;
