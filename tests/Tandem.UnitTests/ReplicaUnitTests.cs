@@ -23,14 +23,24 @@ public class ReplicaUnitTests
     /// wire: its 36 bytes of fields (now, client id, request number, acked-through, argument count; little-endian),
     /// then its arguments.
     /// </summary>
-    private static RespValue Apply(Replica r, string view, string session, string first, params string[][] ops)
+    private static RespValue Apply(Replica r, string view, string session, string first, params string[][] ops) =>
+        ApplyWithFields(r, view, session, first, [.. ops.Select(op => (Fields(op.Length), op))]);
+
+    /// <summary>Fields of zeros but the argument count <paramref name="argc"/>.</summary>
+    private static byte[] Fields(int argc)
+    {
+        byte[] fields = new byte[36];
+        BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(32), argc);
+        return fields;
+    }
+
+    /// <summary>Like <see cref="Apply"/>, each operation with the fields argument given as it is.</summary>
+    private static RespValue ApplyWithFields(Replica r, string view, string session, string first, params (byte[] Fields, string[] Args)[] ops)
     {
         var args = new List<byte[]>();
         foreach (string a in new[] { "REPL.APPLY", view, A, session, first, "1024" }) args.Add(Encoding.UTF8.GetBytes(a));
-        foreach (string[] op in ops)
+        foreach ((byte[] fields, string[] op) in ops)
         {
-            byte[] fields = new byte[36];
-            BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(32), op.Length);
             args.Add(fields);
             foreach (string a in op) args.Add(Encoding.UTF8.GetBytes(a));
         }
@@ -123,16 +133,12 @@ public class ReplicaUnitTests
         backup.OnView(new View(2, A, B));
         InstallSnapshot(backup, 2, "s1", 5, "k", "v");
         // Fields of 35 bytes, and the decimal fields of a primary of an older layout: both are refused whole.
-        RespValue shortFields = backup.HandleReplication(new RespCommand([.. new[] { "REPL.APPLY", "2", A, "s1", "6", "1024" }.Select(Encoding.UTF8.GetBytes),
-            new byte[35], .. new[] { "SET", "k", "x" }.Select(Encoding.UTF8.GetBytes)]));
+        RespValue shortFields = ApplyWithFields(backup, "2", "s1", "6", (new byte[35], ["SET", "k", "x"]));
         Assert.Equal("ERR malformed REPL.APPLY: operation fields of 35 bytes, not 36", shortFields.ToString()[1..]);
         RespValue decimals = Repl(backup, "REPL.APPLY", "2", A, "s1", "6", "1024", "0", "0", "0", "0", "3", "SET", "k", "x");
         Assert.StartsWith("ERR malformed REPL.APPLY: operation fields of 1 bytes", decimals.ToString()[1..]);
         // A well-formed batch whose argument count overruns the command is refused too.
-        var fields = new byte[36];
-        BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(32), 4);
-        RespValue overrun = backup.HandleReplication(new RespCommand([.. new[] { "REPL.APPLY", "2", A, "s1", "6", "1024" }.Select(Encoding.UTF8.GetBytes),
-            fields, .. new[] { "SET", "k", "x" }.Select(Encoding.UTF8.GetBytes)]));
+        RespValue overrun = ApplyWithFields(backup, "2", "s1", "6", (Fields(4), ["SET", "k", "x"]));
         Assert.Equal("ERR malformed REPL.APPLY: bad argument count", overrun.ToString()[1..]);
         Assert.Equal(":6", Apply(backup, "2", "s1", "6", ["SET", "k", "x"]).ToString()); // nothing of them was applied
     }
