@@ -63,6 +63,9 @@ public sealed partial class Replica
     {
         string part = cmd.Text(4).ToUpperInvariant();
         if (part == "OPEN") return RespValue.Ok; // fencing passed: the primary may take its snapshot now
+        // A primary whose link broke asks how far this backup got in the session, to send only the rest; nil: this
+        // backup does not hold the session (it never installed it, or installed a newer one), send a snapshot.
+        if (part == "RESUME") return _backupSession == session ? RespValue.Int(_state.LastApplied) : RespValue.NullBulk;
         if (part == "BEGIN")
         {
             // The live state stays a valid copy (it holds every committed write) until END swaps in the new

@@ -10,7 +10,11 @@ namespace Tandem.Server;
 /// The primary's link to the backup of one view. It connects, sends a snapshot in chunks, then streams
 /// every later write in batches over the same connection, many batches in flight. Each acknowledged batch
 /// advances the commit index and confirms the reads that were waiting when it was sent. On any failure it
-/// reconnects and starts again from a fresh snapshot; the writes in between are in that snapshot.
+/// reconnects and resumes: once the backup may hold the snapshot (its <c>END</c> was sent), the outbox keeps every
+/// write the backup has not acknowledged, so a new connection asks the backup how far it got (<c>RESUME</c>) and
+/// sends the rest; a lost message costs its own retransmission, not a new state transfer. Only when the backup
+/// does not hold the session (it restarted, or the transfer broke before its end) is a fresh snapshot sent, and
+/// the writes in between are in that snapshot.
 /// </summary>
 internal sealed class Replicator
 {
@@ -48,12 +52,23 @@ internal sealed class Replicator
     private long _syncedView;
     private long _backlogBytes;
     private long _failingSince;
+    private bool _progressed;
+
+    /// <summary>
+    /// The session the backup may hold: its snapshot's <c>END</c> was sent, and since then the outbox has kept every
+    /// write the backup has not acknowledged. Null: the next attempt sends a fresh snapshot. Set and cleared by the
+    /// attempt loop; a pump that loses writes from the outbox clears it too.
+    /// </summary>
+    private string? _resumable;
 
     /// <summary>A read waiting for its confirmation: the last write its value may include, and its reply.</summary>
     private readonly record struct PendingRead(long ReadIndex, TaskCompletionSource<RespValue?> Done);
 
-    /// <summary>A batch sent and not yet acknowledged: its last write, its size, the reads it confirms and when it went out.</summary>
-    private readonly record struct Batch(long LastSeq, long Bytes, List<PendingRead> Reads, long SentAt);
+    /// <summary>
+    /// A batch sent and not yet acknowledged: its writes (kept, to be sent again if the link breaks), its last write,
+    /// its size, the reads it confirms and when it went out.
+    /// </summary>
+    private readonly record struct Batch(List<(Operation Op, long Seq)> Ops, long LastSeq, long Bytes, List<PendingRead> Reads, long SentAt);
 
     /// <summary>Bytes an operation holds in the outbox (its key and value, plus bookkeeping).</summary>
     internal static long SizeOf(in Operation op) => ApplyBatch.SizeOf(op);
@@ -134,9 +149,18 @@ internal sealed class Replicator
             {
                 lock (_outboxLock)
                 {
-                    _capturing = false;
-                    _ops.Clear();
-                    Interlocked.Exchange(ref _backlogBytes, 0);
+                    if (Volatile.Read(ref _resumable) is null)
+                    {
+                        // The next attempt sends a fresh snapshot, which carries every write applied until then.
+                        _capturing = false;
+                        _ops.Clear();
+                        Interlocked.Exchange(ref _backlogBytes, 0);
+                    }
+                }
+                if (_progressed)
+                {
+                    _progressed = false;
+                    backoff = TimeSpan.FromMilliseconds(10);
                 }
                 FailReads(TryAgain($"the backup {_view.Backup} did not confirm"));
                 _log.LogDebug("{Me}: replication to {Backup} failed: {Error}", _replica.Me, _view.Backup, e.Message);
@@ -166,17 +190,26 @@ internal sealed class Replicator
         RespClientConnection conn = await ConnectWithinTimeoutAsync(
             t => RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), t, _options.RespLimits), ct);
         await using var _ = conn;
-        string session = Guid.NewGuid().ToString("N")[..16];
-        // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
-        Check(await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "OPEN"), ct));
-        Snapshot? snapshot = _replica.SnapshotFor(this);
-        if (snapshot is null) return;
+        string session;
+        long from;
+        if (Volatile.Read(ref _resumable) is { } held && await TryResumeAsync(conn, held, ct) is { } position)
+        {
+            session = held;
+            from = position;
+        }
+        else
+        {
+            Volatile.Write(ref _resumable, null);
+            session = Guid.NewGuid().ToString("N")[..16];
+            // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
+            Check(await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "OPEN"), ct));
+            Snapshot? snapshot = _replica.SnapshotFor(this);
+            if (snapshot is null) return;
 
-        await SendSnapshotAsync(conn, session, snapshot, ct);
-        Interlocked.Exchange(ref _failingSince, 0);
-        Volatile.Write(ref _syncedView, _view.Number);
-        _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, snapshot.LastApplied);
-        _replica.OnBackupSynced(this, snapshot.LastApplied);
+            await SendSnapshotAsync(conn, session, snapshot, ct);
+            from = snapshot.LastApplied;
+            Synced(from);
+        }
 
         // The writes go on a connection of their own, pipelined: frames are written straight into its buffer by
         // whoever has work (a client's connection that just applied writes, or this loop), acks are read in order.
@@ -184,7 +217,7 @@ internal sealed class Replicator
             t => RespStream.ConnectAsync(RespClientConnection.ParseEndPoint(_options.DialAddress(_view.Backup)), _options.RespLimits, t), ct);
         await using var streamOwner = stream;
         await conn.DisposeAsync(); // the snapshot's connection is done
-        var link = new Link(stream, session, snapshot.LastApplied, attempt);
+        var link = new Link(stream, session, from, attempt);
         Volatile.Write(ref _link, link);
         Task acks = AcknowledgeAsync(link);
         try
@@ -218,8 +251,63 @@ internal sealed class Replicator
             catch (Exception)
             {
             }
-            foreach (Batch batch in link.DrainInFlight()) Complete(batch.Reads, TryAgain("the backup link failed"));
+            // No pump of this link sends again (a cancelled one ends at once): what was in flight is all there is.
+            while (Interlocked.CompareExchange(ref link.Pumping, 1, 0) != 0) await Task.Yield();
+            List<Batch> unacknowledged = link.DrainInFlight();
+            lock (_outboxLock)
+            {
+                // The backup may not have them: they go again, first, on the next connection.
+                _ops.InsertRange(0, unacknowledged.SelectMany(b => b.Ops));
+            }
+            foreach (Batch batch in unacknowledged) Complete(batch.Reads, TryAgain("the backup link failed"));
         }
+    }
+
+    /// <summary>The backup holds the whole state through <paramref name="seq"/>: the view may be acknowledged.</summary>
+    private void Synced(long seq)
+    {
+        Interlocked.Exchange(ref _failingSince, 0);
+        _progressed = true;
+        Volatile.Write(ref _syncedView, _view.Number);
+        _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, seq);
+        _replica.OnBackupSynced(this, seq);
+    }
+
+    /// <summary>
+    /// Asks the backup how far it got in <paramref name="session"/> (<c>RESUME</c>) and drops from the outbox what it
+    /// already holds. Returns the backup's last write, from which the stream goes on; null when the backup does not
+    /// hold the session or the outbox does not start right after its last write (a fresh snapshot is sent then).
+    /// </summary>
+    private async Task<long?> TryResumeAsync(RespClientConnection conn, string session, CancellationToken ct)
+    {
+        RespValue reply = await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "RESUME"), ct);
+        Check(reply);
+        if (reply.Kind != RespKind.Integer)
+        {
+            _log.LogDebug("{Me}: backup {Backup} does not hold session {Session}; sending a snapshot", _replica.Me, _view.Backup, session);
+            return null;
+        }
+        long held = reply.Integer;
+        lock (_outboxLock)
+        {
+            int n = 0;
+            long bytes = 0;
+            while (n < _ops.Count && _ops[n].Seq <= held) bytes += SizeOf(_ops[n++].Op);
+            if (n < _ops.Count && _ops[n].Seq != held + 1)
+            {
+                _log.LogWarning("{Me}: backup {Backup} holds write {Held}, but the outbox goes on from {Next}; sending a snapshot",
+                    _replica.Me, _view.Backup, held, _ops[n].Seq);
+                return null;
+            }
+            _ops.RemoveRange(0, n);
+            Interlocked.Add(ref _backlogBytes, -bytes);
+            if (_ops.Count == 0) Interlocked.Exchange(ref _failingSince, 0); // caught up: nothing is owed
+        }
+        _progressed = true;
+        _log.LogDebug("{Me}: resumed the stream to {Backup} after write {Held}", _replica.Me, _view.Backup, held);
+        if (SyncedView != _view.Number) Synced(held); // the reply to END was lost, not the snapshot
+        else _replica.OnBackupAcknowledged(this, held);
+        return held;
     }
 
     /// <summary>Connects to the backup, giving up after the backup timeout.</summary>
@@ -272,16 +360,21 @@ internal sealed class Replicator
                         long bytes = 0;
                         for (int i = 0; i < ops.Count; i++)
                         {
-                            if (ops[i].Seq != link.LastSent + 1 + i) throw new InvalidOperationException($"outbox gap: {ops[i].Seq} after {link.LastSent + i}");
+                            if (ops[i].Seq != link.LastSent + 1 + i)
+                            {
+                                Volatile.Write(ref _resumable, null); // the backup cannot be brought up to date from this outbox
+                                throw new InvalidOperationException($"outbox gap: {ops[i].Seq} after {link.LastSent + i}");
+                            }
                             batchOps[i] = ops[i].Op;
                             bytes += SizeOf(ops[i].Op);
                         }
                         new ApplyBatch(_view.Number, _replica.Me, link.Session, link.LastSent + 1, _options.MaxValueBytes, batchOps).WriteTo(link.Stream.Output);
                         link.LastSent += ops.Count;
-                        link.Sent(new Batch(link.LastSent, bytes, reads, _options.TimeProvider.GetTimestamp()));
+                        link.Sent(new Batch(ops, link.LastSent, bytes, reads, _options.TimeProvider.GetTimestamp()));
                     }
                     catch
                     {
+                        Volatile.Write(ref _resumable, null); // these writes left the outbox without getting in flight
                         Complete(reads, TryAgain("the backup link failed")); // the batch never got in flight
                         throw;
                     }
@@ -345,6 +438,7 @@ internal sealed class Replicator
                 throw new ReplicationRefusedException(reply);
             }
             Interlocked.Add(ref _backlogBytes, -batch.Bytes);
+            Interlocked.Exchange(ref _failingSince, 0); // the backup makes progress
             _replica.OnBackupAcknowledged(this, batch.LastSeq);
             foreach (PendingRead read in batch.Reads) awaitingCommit.Enqueue(read);
             while (awaitingCommit.TryPeek(out PendingRead read) && read.ReadIndex <= batch.LastSeq)
@@ -535,6 +629,9 @@ internal sealed class Replicator
         }
         if (chunk.Count > 5) await Send(chunk);
 
+        // From here the backup may hold this session: the writes captured since the snapshot stay in the outbox
+        // until it acknowledges them, and a broken link resumes instead of starting over.
+        Volatile.Write(ref _resumable, session);
         List<byte[]> end = Header("END");
         end.Add(Replica.Ascii(snapshot.Entries.Count));
         end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));

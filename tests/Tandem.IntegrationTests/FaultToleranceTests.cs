@@ -215,6 +215,89 @@ public class FaultToleranceTests(ITestOutputHelper output)
         Assert.Equal(new View(number + 1, b.Address, p.Address), cluster.View);
     }
 
+    [Fact]
+    public async Task ForwardedBatch_WhoseAcknowledgementIsLost_IsResumed_WithoutANewStateTransfer()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "a", "1")).Text);
+        View view = cluster.View;
+
+        // The backup applies the next forwarded batch, but its reply is lost and the stream's connection closes.
+        int lost = 0, snapshots = 0;
+        b.Faults.Rule = cmd =>
+        {
+            if (cmd.Name == Commands.ReplSnapshot && cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
+            return cmd.Name == Commands.ReplApply && Interlocked.Exchange(ref lost, 1) == 0 ? Delivery.LoseReply : null;
+        };
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "b", "2")).Text);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "c", "3")).Text);
+
+        Assert.Equal(1, Volatile.Read(ref lost));
+        Assert.Equal(0, Volatile.Read(ref snapshots)); // the backup got only what it lacked
+        Assert.Equal(view, cluster.View);
+        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
+        Assert.Equal("2", (await SendAsync(p.Address, "GET", "b")).Text);
+    }
+
+    [Fact]
+    public async Task SnapshotEnd_WhoseReplyIsLost_IsNotSentAgain_TheStreamResumesAfterIt()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        TestServer p = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(p, Patience);
+        await FillAsync(p.Address, 100);
+
+        TestServer b = await cluster.StartServerAsync();
+        int ends = 0, snapshots = 0;
+        b.Faults.Rule = cmd =>
+        {
+            if (cmd.Name != Commands.ReplSnapshot) return null;
+            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
+            // The backup installs the snapshot; the primary never hears it.
+            return cmd.Text(4) == "END" && Interlocked.Increment(ref ends) == 1 ? Delivery.LoseReply : null;
+        };
+        await cluster.WaitForBackupAsync(b, Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
+
+        Assert.Equal(1, Volatile.Read(ref ends));
+        Assert.Equal(1, Volatile.Read(ref snapshots));
+        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
+        Assert.Equal(101, b.Node.Replica.KeyCount);
+    }
+
+    [Fact]
+    public async Task Backup_ThatLosesEverySecondReplicationReply_IsNotReportedUnreachable_AndWritesGoOn()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "a", "0")).Text);
+        View view = cluster.View;
+
+        // Every second replication message reaches the backup and is applied, but its reply is lost (the
+        // connection closes): the backup is alive and reachable, only lossy. For twice the backup timeout.
+        int messages = 0;
+        b.Faults.Rule = cmd =>
+            cmd.Name is Commands.ReplSnapshot or Commands.ReplApply && Interlocked.Increment(ref messages) % 2 == 0 ? Delivery.LoseReply : null;
+        var lossy = Stopwatch.StartNew();
+        int writes = 0;
+        await using (RespClientConnection conn = await RespClientConnection.ConnectAsync(p.Address, Timeout()))
+        {
+            while (lossy.Elapsed < TimeSpan.FromSeconds(2 * 1.5)) // the servers keep the default backup timeout, 1.5 s
+            {
+                RespValue reply = await conn.SendAsync(Timeout(), "SET", "a", (++writes).ToString());
+                Assert.True(reply.Text == "OK", $"write {writes} after {lossy.Elapsed.TotalMilliseconds:0} ms: {reply}");
+            }
+        }
+        b.Faults.Rule = null;
+
+        Assert.True(Volatile.Read(ref messages) > 10, $"only {messages} replication messages in {lossy.Elapsed}");
+        Assert.Null(p.Node!.Replica.UnreachableBackup);
+        Assert.Equal(view, cluster.View);
+        Assert.Equal(p.Node.Replica.LastApplied, b.Node!.Replica.LastApplied);
+        output.WriteLine($"{writes} writes, {messages} replication messages, half of their replies lost");
+    }
+
     private static async Task FillAsync(string address, int keys)
     {
         await using RespClientConnection conn = await RespClientConnection.ConnectAsync(address, Timeout());
