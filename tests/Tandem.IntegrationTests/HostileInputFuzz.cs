@@ -452,7 +452,7 @@ public static class DispatchFuzzer
             int fields = _rng.Next(12);
             if (name == "REPL.SNAPSHOT")
             {
-                string part = new[] { "BEGIN", "DATA", "DUPS", "END", "begin", "NOPE" }[_rng.Next(6)];
+                string part = new[] { "BEGIN", "DATA", "DUPS", "END", "RESUME", "begin", "NOPE" }[_rng.Next(7)];
                 args.Add(Encoding.ASCII.GetBytes(part));
                 if (part == "DUPS" && _rng.Next(2) == 0)
                 {

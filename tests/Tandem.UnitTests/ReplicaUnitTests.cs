@@ -156,6 +156,24 @@ public class ReplicaUnitTests
     }
 
     [Fact]
+    public void Resume_AnswersTheLastWriteOfTheSessionTheBackupHolds_AndNilForAnyOther()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "BEGIN", "4");
+        Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").IsNull); // not installed yet
+
+        InstallSnapshot(backup, 2, "s1", 4, "k", "v");
+        Assert.Equal(":5", Apply(backup, "2", "s1", "5", ["SET", "k", "w"]).ToString());
+        Assert.Equal(":5", Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").ToString());
+        Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s0", "RESUME").IsNull);
+        Assert.Equal(ErrorCodes.StaleView, Repl(backup, "REPL.SNAPSHOT", "3", A, "s1", "RESUME").ErrorCode);
+
+        Repl(backup, "REPL.SNAPSHOT", "2", A, "s2", "BEGIN", "9"); // a new transfer: the old session is gone
+        Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").IsNull);
+    }
+
+    [Fact]
     public void SyncedBackup_WhoseNextTransferBreaksHalfway_IsStillPromotable()
     {
         Replica backup = NewReplica(B);
