@@ -281,10 +281,11 @@ internal sealed class Replicator
     private async Task<long?> TryResumeAsync(RespClientConnection conn, string session, CancellationToken ct)
     {
         RespValue reply = await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "RESUME"), ct);
-        Check(reply);
+        if (reply.IsError && reply.ErrorCode == ErrorCodes.StaleView) throw new ReplicationRefusedException(reply); // fenced
         if (reply.Kind != RespKind.Integer)
         {
-            _log.LogDebug("{Me}: backup {Backup} does not hold session {Session}; sending a snapshot", _replica.Me, _view.Backup, session);
+            // Nil, or any other answer (a backup that does not know RESUME): the snapshot is what every backup takes.
+            _log.LogDebug("{Me}: backup {Backup} does not hold session {Session} ({Reply}); sending a snapshot", _replica.Me, _view.Backup, session, reply);
             return null;
         }
         long held = reply.Integer;
