@@ -219,9 +219,7 @@ public class FaultToleranceTests(ITestOutputHelper output)
     public async Task ForwardedBatch_WhoseAcknowledgementIsLost_IsResumed_WithoutANewStateTransfer()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
-        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "a", "1")).Text);
-        View view = cluster.View;
+        (TestServer p, TestServer b, View view) = await SyncedPairWithOneWriteAsync(cluster);
 
         // The backup applies the next forwarded batch, but its reply is lost and the stream's connection closes.
         int lost = 0, snapshots = 0;
@@ -270,9 +268,7 @@ public class FaultToleranceTests(ITestOutputHelper output)
     public async Task Backup_ThatLosesEverySecondReplicationReply_IsNotReportedUnreachable_AndWritesGoOn()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
-        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "a", "0")).Text);
-        View view = cluster.View;
+        (TestServer p, TestServer b, View view) = await SyncedPairWithOneWriteAsync(cluster);
 
         // Every second replication message reaches the backup and is applied, but its reply is lost (the
         // connection closes): the backup is alive and reachable, only lossy. For twice the backup timeout.
@@ -296,6 +292,14 @@ public class FaultToleranceTests(ITestOutputHelper output)
         Assert.Equal(view, cluster.View);
         Assert.Equal(p.Node.Replica.LastApplied, b.Node!.Replica.LastApplied);
         output.WriteLine($"{writes} writes, {messages} replication messages, half of their replies lost");
+    }
+
+    /// <summary>A synced primary and backup that have committed one write (a=0), and their view.</summary>
+    private static async Task<(TestServer Primary, TestServer Backup, View View)> SyncedPairWithOneWriteAsync(TestCluster cluster)
+    {
+        (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "a", "0")).Text);
+        return (p, b, cluster.View);
     }
 
     private static async Task FillAsync(string address, int keys)
