@@ -202,7 +202,7 @@ internal sealed class Replicator
             Volatile.Write(ref _resumable, null);
             session = Guid.NewGuid().ToString("N")[..16];
             // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
-            Check(await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "OPEN"), ct));
+            Check(await SendPartAsync(conn, session, "OPEN", ct));
             Snapshot? snapshot = _replica.SnapshotFor(this);
             if (snapshot is null) return;
 
@@ -280,7 +280,7 @@ internal sealed class Replicator
     /// </summary>
     private async Task<long?> TryResumeAsync(RespClientConnection conn, string session, CancellationToken ct)
     {
-        RespValue reply = await Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, "RESUME"), ct);
+        RespValue reply = await SendPartAsync(conn, session, "RESUME", ct);
         if (reply.IsError && reply.ErrorCode == ErrorCodes.StaleView) throw new ReplicationRefusedException(reply); // fenced
         if (reply.Kind != RespKind.Integer)
         {
@@ -310,6 +310,10 @@ internal sealed class Replicator
         else _replica.OnBackupAcknowledged(this, held);
         return held;
     }
+
+    /// <summary><c>REPL.SNAPSHOT view me session part</c>, a handshake of one argument, and its reply within the backup timeout.</summary>
+    private Task<RespValue> SendPartAsync(RespClientConnection conn, string session, string part, CancellationToken ct) =>
+        Deadline(conn.SendAsync(ct, Commands.ReplSnapshot, Num(_view.Number), _replica.Me, session, part), ct);
 
     /// <summary>Connects to the backup, giving up after the backup timeout.</summary>
     private async Task<T> ConnectWithinTimeoutAsync<T>(Func<CancellationToken, Task<T>> connect, CancellationToken ct)
@@ -361,11 +365,7 @@ internal sealed class Replicator
                         long bytes = 0;
                         for (int i = 0; i < ops.Count; i++)
                         {
-                            if (ops[i].Seq != link.LastSent + 1 + i)
-                            {
-                                Volatile.Write(ref _resumable, null); // the backup cannot be brought up to date from this outbox
-                                throw new InvalidOperationException($"outbox gap: {ops[i].Seq} after {link.LastSent + i}");
-                            }
+                            if (ops[i].Seq != link.LastSent + 1 + i) throw new InvalidOperationException($"outbox gap: {ops[i].Seq} after {link.LastSent + i}");
                             batchOps[i] = ops[i].Op;
                             bytes += SizeOf(ops[i].Op);
                         }
@@ -375,7 +375,9 @@ internal sealed class Replicator
                     }
                     catch
                     {
-                        Volatile.Write(ref _resumable, null); // these writes left the outbox without getting in flight
+                        // These writes left the outbox without getting in flight (or the outbox has a gap): the backup
+                        // cannot be brought up to date from it, so the next attempt sends a snapshot.
+                        Volatile.Write(ref _resumable, null);
                         Complete(reads, TryAgain("the backup link failed")); // the batch never got in flight
                         throw;
                     }
