@@ -55,11 +55,25 @@ internal sealed class Replicator
     private bool _progressed;
 
     /// <summary>
-    /// The session the backup may hold: its snapshot's <c>END</c> was sent, and since then the outbox has kept every
-    /// write the backup has not acknowledged. Null: the next attempt sends a fresh snapshot. Set and cleared by the
-    /// attempt loop; a pump that loses writes from the outbox clears it too.
+    /// The session the backup may hold, in whole or in part: its snapshot was taken, and since then the outbox has
+    /// kept every write the backup has not acknowledged. Null: the next attempt sends a fresh snapshot. Set and
+    /// cleared by the attempt loop; a pump that loses writes from the outbox clears it too.
     /// </summary>
     private string? _resumable;
+
+    /// <summary>
+    /// The state transfer under way, from the snapshot's capture until the backup confirms its <c>END</c>: kept
+    /// across connections, so that a broken one costs only the parts the backup did not get.
+    /// </summary>
+    private Transfer? _transfer;
+
+    /// <summary>One state transfer: its session, its snapshot, and the part the last attempt started from.</summary>
+    private sealed class Transfer(string session, Snapshot snapshot)
+    {
+        public string Session { get; } = session;
+        public Snapshot Snapshot { get; } = snapshot;
+        public long StartedFrom { get; set; }
+    }
 
     /// <summary>A read waiting for its confirmation: the last write its value may include, and its reply.</summary>
     private readonly record struct PendingRead(long ReadIndex, TaskCompletionSource<RespValue?> Done);
@@ -190,24 +204,43 @@ internal sealed class Replicator
         RespClientConnection conn = await ConnectWithinTimeoutAsync(
             t => RespClientConnection.ConnectAsync(_options.DialAddress(_view.Backup), t, _options.RespLimits), ct);
         await using var _ = conn;
-        string session;
+        string? session = Volatile.Read(ref _resumable);
+        // A new connection first asks the backup how far it got in the session it may hold (RESUME).
+        RespValue? resumed = session is null ? null : await SendPartAsync(conn, session, "RESUME", ct);
+        if (resumed is { IsError: true, ErrorCode: ErrorCodes.StaleView }) throw new ReplicationRefusedException(resumed); // fenced
         long from;
-        if (Volatile.Read(ref _resumable) is { } held && await TryResumeAsync(conn, held, ct) is { } position)
+        if (session is not null && resumed is { Kind: RespKind.Integer } && ResumeStream(resumed.Integer) is { } position)
         {
-            session = held;
             from = position;
         }
         else
         {
-            Volatile.Write(ref _resumable, null);
-            session = Guid.NewGuid().ToString("N")[..16];
-            // The backup accepts this session before the primary pays for a snapshot (and starts capturing writes).
-            Check(await SendPartAsync(conn, session, "OPEN", ct));
-            Snapshot? snapshot = _replica.SnapshotFor(this);
-            if (snapshot is null) return;
-
-            await SendSnapshotAsync(conn, session, snapshot, ct);
-            from = snapshot.LastApplied;
+            if (session is not null && _transfer is { } transfer && transfer.Session == session && PartsHeld(resumed!) is { } parts)
+            {
+                if (parts > transfer.StartedFrom) NoteProgress(); // the last attempt got parts through
+                _log.LogDebug("{Me}: resuming the state transfer to {Backup} at part {Part}", _replica.Me, _view.Backup, parts);
+            }
+            else
+            {
+                if (resumed is not null)
+                    _log.LogDebug("{Me}: backup {Backup} does not hold session {Session} ({Reply}); sending a snapshot", _replica.Me, _view.Backup, session, resumed);
+                Volatile.Write(ref _resumable, null);
+                _transfer = null;
+                session = Guid.NewGuid().ToString("N")[..16];
+                // The backup accepts this session before the primary pays for a snapshot (and starts capturing
+                // writes); an answer to RESUME has shown that already.
+                if (resumed is null) Check(await SendPartAsync(conn, session, "OPEN", ct));
+                Snapshot? snapshot = _replica.SnapshotFor(this);
+                if (snapshot is null) return;
+                transfer = new Transfer(session, snapshot);
+                parts = 0;
+                _transfer = transfer;
+                // From here the outbox keeps the writes captured since the snapshot across broken connections.
+                Volatile.Write(ref _resumable, session);
+            }
+            transfer.StartedFrom = parts;
+            await SendSnapshotAsync(conn, transfer, parts, ct);
+            from = transfer.Snapshot.LastApplied;
             Synced(from);
         }
 
@@ -266,29 +299,27 @@ internal sealed class Replicator
     /// <summary>The backup holds the whole state through <paramref name="seq"/>: the view may be acknowledged.</summary>
     private void Synced(long seq)
     {
-        Interlocked.Exchange(ref _failingSince, 0);
-        _progressed = true;
+        _transfer = null;
+        NoteProgress();
         Volatile.Write(ref _syncedView, _view.Number);
         _log.LogInformation("{Me}: backup {Backup} synced for view {View} at write {Seq}", _replica.Me, _view.Backup, _view.Number, seq);
         _replica.OnBackupSynced(this, seq);
     }
 
-    /// <summary>
-    /// Asks the backup how far it got in <paramref name="session"/> (<c>RESUME</c>) and drops from the outbox what it
-    /// already holds. Returns the backup's last write, from which the stream goes on; null when the backup does not
-    /// hold the session or the outbox does not start right after its last write (a fresh snapshot is sent then).
-    /// </summary>
-    private async Task<long?> TryResumeAsync(RespClientConnection conn, string session, CancellationToken ct)
+    /// <summary>The backup makes progress: it is not reported, and the next attempt comes soon after a failure.</summary>
+    private void NoteProgress()
     {
-        RespValue reply = await SendPartAsync(conn, session, "RESUME", ct);
-        if (reply.IsError && reply.ErrorCode == ErrorCodes.StaleView) throw new ReplicationRefusedException(reply); // fenced
-        if (reply.Kind != RespKind.Integer)
-        {
-            // Nil, or any other answer (a backup that does not know RESUME): the snapshot is what every backup takes.
-            _log.LogDebug("{Me}: backup {Backup} does not hold session {Session} ({Reply}); sending a snapshot", _replica.Me, _view.Backup, session, reply);
-            return null;
-        }
-        long held = reply.Integer;
+        Interlocked.Exchange(ref _failingSince, 0);
+        _progressed = true;
+    }
+
+    /// <summary>
+    /// The backup installed the session's snapshot and holds every write through <paramref name="held"/> (its answer
+    /// to <c>RESUME</c>): drops from the outbox what it already holds. Returns <paramref name="held"/>, from which the
+    /// stream goes on; null when the outbox does not start right after it (a fresh snapshot is sent then).
+    /// </summary>
+    private long? ResumeStream(long held)
+    {
         lock (_outboxLock)
         {
             int n = 0;
@@ -310,6 +341,11 @@ internal sealed class Replicator
         else _replica.OnBackupAcknowledged(this, held);
         return held;
     }
+
+    /// <summary>The parts of a transfer in progress the backup holds, from its answer to <c>RESUME</c> (<c>*2 parts n</c>); else null.</summary>
+    private static long? PartsHeld(RespValue answer) =>
+        answer is { Kind: RespKind.Array, Items: [{ IsNull: false } name, { Kind: RespKind.Integer, Integer: >= 1 } parts] }
+        && name.Payload.Span.SequenceEqual(Replica.ResumeParts) ? parts.Integer : null;
 
     /// <summary><c>REPL.SNAPSHOT view me session part</c>, a handshake of one argument, and its reply within the backup timeout.</summary>
     private Task<RespValue> SendPartAsync(RespClientConnection conn, string session, string part, CancellationToken ct) =>
@@ -528,18 +564,28 @@ internal sealed class Replicator
         }
     }
 
-    private async Task SendSnapshotAsync(RespClientConnection conn, string session, Snapshot snapshot, CancellationToken ct)
+    /// <summary>
+    /// Sends <paramref name="transfer"/>'s snapshot from part <paramref name="skip"/> on (<c>BEGIN</c> is part 0, then
+    /// each chunk, then <c>END</c>), and waits for the backup to install it. The parts come out of the snapshot the same
+    /// way every time, so a resumed transfer sends exactly the ones the backup has not applied.
+    /// </summary>
+    private async Task SendSnapshotAsync(RespClientConnection conn, Transfer transfer, long skip, CancellationToken ct)
     {
+        string session = transfer.Session;
+        Snapshot snapshot = transfer.Snapshot;
         var pending = new Queue<Task<RespValue>>();
+        long part = 0;
+        bool Skip() => part++ < skip; // counts the part about to be made; true when the backup holds it
         async Task SendFrame(byte[] frame)
         {
-            if (_faults is not null && pending.Count > 0 && await _faults.PassAsync(FaultPoint.SnapshotChunk, ct))
+            if (_faults is not null && part > 1 && await _faults.PassAsync(FaultPoint.SnapshotChunk, ct))
                 throw new IOException("fault point: snapshot chunk dropped");
             pending.Enqueue(conn.SendFrameAsync(frame, ct));
             while (pending.Count > SnapshotChunksInFlight) Check(await Deadline(pending.Dequeue(), ct));
         }
         Task Send(List<byte[]> args)
         {
+            if (Skip()) return Task.CompletedTask;
             var frame = new System.Buffers.ArrayBufferWriter<byte>();
             RespWriter.WriteCommand(frame, args);
             return SendFrame(frame.WrittenSpan.ToArray());
@@ -564,6 +610,11 @@ internal sealed class Replicator
             int stop = start;
             long size = 0;
             while (stop < entries.Count && stop - start < SnapshotChunkEntries && size < SnapshotChunkBytes) size += entries[stop++].Length;
+            if (Skip())
+            {
+                start = stop;
+                continue;
+            }
             var frame = new System.Buffers.ArrayBufferWriter<byte>((int)size + (stop - start) * 16 + 256);
             RespWriter.WriteArrayHeader(frame, 5 + (stop - start));
             RespWriter.WriteBulk(frame, "REPL.SNAPSHOT"u8);
@@ -632,9 +683,6 @@ internal sealed class Replicator
         }
         if (chunk.Count > 5) await Send(chunk);
 
-        // From here the backup may hold this session: the writes captured since the snapshot stay in the outbox
-        // until it acknowledges them, and a broken link resumes instead of starting over.
-        Volatile.Write(ref _resumable, session);
         List<byte[]> end = Header("END");
         end.Add(Replica.Ascii(snapshot.Entries.Count));
         end.Add(Replica.Ascii(snapshot.Duplicates.ClientCount));

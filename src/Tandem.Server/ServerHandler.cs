@@ -161,14 +161,14 @@ internal sealed partial class ServerHandler : RespConnectionHandler
     {
         Replica? r = _replica();
         if (r is null) return Done(Starting);
-        return _options.Faults is null ? Done(r.HandleReplication(cmd)) : ReplicateWithFaultsAsync(r, cmd);
+        return _options.Faults is null ? Done(r.HandleReplication(cmd, conn)) : ReplicateWithFaultsAsync(r, cmd, conn);
     }
 
-    private async ValueTask<RespValue?> ReplicateWithFaultsAsync(Replica r, RespCommand cmd)
+    private async ValueTask<RespValue?> ReplicateWithFaultsAsync(Replica r, RespCommand cmd, ConnectionContext conn)
     {
         // A dropped message is lost unanswered, and the connection with it.
         if (await _options.Faults!.PassAsync(FaultPoint.BackupReceive, CancellationToken.None)) return null;
-        return Killed ? null : r.HandleReplication(cmd);
+        return Killed ? null : r.HandleReplication(cmd, conn);
     }
 
 

@@ -265,6 +265,69 @@ public class FaultToleranceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task SnapshotChunks_LostOnTheWay_AreSentAgain_WithoutANewSnapshot()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        TestServer p = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(p, Patience);
+        await FillAsync(p.Address, 3000); // three chunks of entries
+
+        TestServer b = await cluster.StartServerAsync();
+        int snapshots = 0, chunks = 0;
+        b.Faults.Rule = cmd =>
+        {
+            if (cmd.Name != Commands.ReplSnapshot) return null;
+            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
+            if (cmd.Text(4) != "ENTRIES") return null;
+            // The second chunk that arrives is lost unprocessed; the fourth is applied, but its reply is lost. Each
+            // breaks the connection.
+            return Interlocked.Increment(ref chunks) switch { 2 => Delivery.Drop, 4 => Delivery.LoseReply, _ => null };
+        };
+        await cluster.WaitForBackupAsync(b, Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
+
+        Assert.True(Volatile.Read(ref chunks) >= 4, $"only {chunks} chunks arrived");
+        Assert.Equal(1, Volatile.Read(ref snapshots));
+        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
+        Assert.Equal(3001, b.Node.Replica.KeyCount);
+    }
+
+    [Fact]
+    public async Task Writes_AppliedDuringATransferThatBreaks_ReachTheBackup_AfterTheTransferResumes()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync();
+        TestServer p = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(p, Patience);
+        await FillAsync(p.Address, 3000);
+        long snapshotAt = p.Node!.Replica.LastApplied;
+
+        TestServer b = await cluster.StartServerAsync();
+        int snapshots = 0, chunks = 0;
+        b.Faults.Rule = cmd =>
+        {
+            if (cmd.Name != Commands.ReplSnapshot) return null;
+            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
+            return cmd.Text(4) == "ENTRIES" && Interlocked.Increment(ref chunks) == 2 ? Delivery.Drop : null;
+        };
+        Task<RespValue> during;
+        using (FaultGate transfer = p.Faults.Hold(FaultPoint.SnapshotChunk))
+        {
+            // The snapshot is taken and BEGIN sent; the first chunk waits. A write now is applied on the primary
+            // after the snapshot, so only the stream can bring it to the backup.
+            await p.Faults.WaitForHitsAsync(FaultPoint.SnapshotChunk, 1, Patience);
+            during = SendAsync(p.Address, "SET", "during", "x");
+            await Wait.UntilAsync(() => p.Node.Replica.LastApplied == snapshotAt + 1, Patience, "the write applied on the primary");
+        }
+        await cluster.WaitForBackupAsync(b, Patience);
+        Assert.Equal("OK", (await during).Text);
+
+        Assert.Equal(1, Volatile.Read(ref snapshots));
+        Assert.True(Volatile.Read(ref chunks) >= 4, $"only {chunks} chunks arrived"); // three, and the lost one again
+        await Wait.UntilAsync(() => b.Node!.Replica.LastApplied == p.Node.Replica.LastApplied, Patience, "the backup to hold the write");
+        Assert.Equal(3001, b.Node!.Replica.KeyCount);
+    }
+
+    [Fact]
     public async Task Backup_ThatLosesEverySecondReplicationReply_IsNotReportedUnreachable_AndWritesGoOn()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();

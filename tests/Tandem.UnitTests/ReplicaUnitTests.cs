@@ -18,6 +18,18 @@ public class ReplicaUnitTests
 
     private static RespValue Repl(Replica r, params string[] args) => r.HandleReplication(RespCommand.From(args));
 
+    /// <summary>Like <see cref="Repl"/>, as if it came on <paramref name="connection"/>.</summary>
+    private static RespValue ReplOn(object connection, Replica r, params string[] args) => r.HandleReplication(RespCommand.From(args), connection);
+
+    /// <summary>The count of an answer to <c>RESUME</c> for a transfer in progress (<c>*2 parts n</c>).</summary>
+    private static long PartsOf(RespValue answer)
+    {
+        Assert.Equal(RespKind.Array, answer.Kind);
+        Assert.Equal(2, answer.Items!.Length);
+        Assert.Equal("parts", answer.Items[0].Text);
+        return answer.Items[1].Integer;
+    }
+
     /// <summary>
     /// <c>REPL.APPLY view from session first-seq 1024</c> carrying <paramref name="ops"/>, each laid out as on the
     /// wire: its 36 bytes of fields (now, client id, request number, acked-through, argument count; little-endian),
@@ -160,8 +172,8 @@ public class ReplicaUnitTests
     {
         Replica backup = NewReplica(B);
         backup.OnView(new View(2, A, B));
-        Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "BEGIN", "4");
-        Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").IsNull); // not installed yet
+        Repl(backup, "REPL.SNAPSHOT", "2", A, "s0", "BEGIN", "4");
+        Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").IsNull); // neither installed nor in progress
 
         InstallSnapshot(backup, 2, "s1", 4, "k", "v");
         Assert.Equal(":5", Apply(backup, "2", "s1", "5", ["SET", "k", "w"]).ToString());
@@ -171,6 +183,29 @@ public class ReplicaUnitTests
 
         Repl(backup, "REPL.SNAPSHOT", "2", A, "s2", "BEGIN", "9"); // a new transfer: the old session is gone
         Assert.True(Repl(backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").IsNull);
+    }
+
+    [Fact]
+    public void Resume_OfATransferInProgress_AnswersThePartsApplied_AndTheResumingConnectionTakesTheRestOver()
+    {
+        Replica backup = NewReplica(B);
+        backup.OnView(new View(2, A, B));
+        object first = new(), second = new();
+        Assert.Equal("+OK", ReplOn(first, backup, "REPL.SNAPSHOT", "2", A, "s1", "BEGIN", "4").ToString());
+        Assert.Equal("+OK", ReplOn(first, backup, "REPL.SNAPSHOT", "2", A, "s1", "DATA", "k1", "v1").ToString());
+        Assert.Equal(ErrorCodes.Err, ReplOn(first, backup, "REPL.SNAPSHOT", "2", A, "s1", "NOSUCHPART").ErrorCode); // not counted
+
+        // The first connection broke after two parts; a second one resumes the transfer.
+        Assert.Equal(2, PartsOf(ReplOn(second, backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME")));
+        // A part still arriving on the first connection is refused: it would be counted twice.
+        Assert.Equal(ErrorCodes.StaleView, ReplOn(first, backup, "REPL.SNAPSHOT", "2", A, "s1", "DATA", "k2", "v2").ErrorCode);
+        Assert.Equal("+OK", ReplOn(second, backup, "REPL.SNAPSHOT", "2", A, "s1", "DATA", "k2", "v2").ToString());
+        Assert.Equal(3, PartsOf(ReplOn(second, backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME")));
+        Assert.Equal(":4", ReplOn(second, backup, "REPL.SNAPSHOT", "2", A, "s1", "END", "2", "0", "0", "0").ToString());
+
+        Assert.Equal(":4", ReplOn(second, backup, "REPL.SNAPSHOT", "2", A, "s1", "RESUME").ToString()); // installed now
+        Assert.Equal(2, backup.KeyCount);
+        Assert.Equal(4, backup.LastApplied);
     }
 
     [Fact]
