@@ -10,11 +10,11 @@ namespace Tandem.Server;
 /// The primary's link to the backup of one view. It connects, sends a snapshot in chunks, then streams
 /// every later write in batches over the same connection, many batches in flight. Each acknowledged batch
 /// advances the commit index and confirms the reads that were waiting when it was sent. On any failure it
-/// reconnects and resumes: once the backup may hold the snapshot (its <c>END</c> was sent), the outbox keeps every
-/// write the backup has not acknowledged, so a new connection asks the backup how far it got (<c>RESUME</c>) and
-/// sends the rest; a lost message costs its own retransmission, not a new state transfer. Only when the backup
-/// does not hold the session (it restarted, or the transfer broke before its end) is a fresh snapshot sent, and
-/// the writes in between are in that snapshot.
+/// reconnects and resumes: once the snapshot is taken, the primary keeps it until the backup installs it, and the
+/// outbox keeps every write the backup has not acknowledged, so a new connection asks the backup how far it got
+/// (<c>RESUME</c>: how many parts of the transfer, or which write of the stream) and sends the rest; a lost message
+/// costs its own retransmission, not a new state transfer. Only when the backup does not hold the session (it
+/// restarted, or refused the transfer's end) is a fresh snapshot sent, and the writes in between are in that snapshot.
 /// </summary>
 internal sealed class Replicator
 {
