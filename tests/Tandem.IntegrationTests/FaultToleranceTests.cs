@@ -242,24 +242,15 @@ public class FaultToleranceTests(ITestOutputHelper output)
     public async Task SnapshotEnd_WhoseReplyIsLost_IsNotSentAgain_TheStreamResumesAfterIt()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer p = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(p, Patience);
-        await FillAsync(p.Address, 100);
-
-        TestServer b = await cluster.StartServerAsync();
-        int ends = 0, snapshots = 0;
-        b.Faults.Rule = cmd =>
-        {
-            if (cmd.Name != Commands.ReplSnapshot) return null;
-            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
-            // The backup installs the snapshot; the primary never hears it.
-            return cmd.Text(4) == "END" && Interlocked.Increment(ref ends) == 1 ? Delivery.LoseReply : null;
-        };
+        TestServer p = await PrimaryWithKeysAsync(cluster, 100);
+        // The backup installs the snapshot; the primary never hears it.
+        (TestServer b, SnapshotParts parts) = await NewServerLosingSnapshotPartsAsync(cluster,
+            (part, arrival) => part == "END" && arrival == 1 ? Delivery.LoseReply : null);
         await cluster.WaitForBackupAsync(b, Patience);
         Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
 
-        Assert.Equal(1, Volatile.Read(ref ends));
-        Assert.Equal(1, Volatile.Read(ref snapshots));
+        Assert.Equal(1, parts.Arrived("END"));
+        Assert.Equal(1, parts.Arrived("BEGIN"));
         Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
         Assert.Equal(101, b.Node.Replica.KeyCount);
     }
@@ -268,26 +259,16 @@ public class FaultToleranceTests(ITestOutputHelper output)
     public async Task SnapshotChunks_LostOnTheWay_AreSentAgain_WithoutANewSnapshot()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer p = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(p, Patience);
-        await FillAsync(p.Address, 3000); // three chunks of entries
-
-        TestServer b = await cluster.StartServerAsync();
-        int snapshots = 0, chunks = 0;
-        b.Faults.Rule = cmd =>
-        {
-            if (cmd.Name != Commands.ReplSnapshot) return null;
-            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
-            if (cmd.Text(4) != "ENTRIES") return null;
-            // The second chunk that arrives is lost unprocessed; the fourth is applied, but its reply is lost. Each
-            // breaks the connection.
-            return Interlocked.Increment(ref chunks) switch { 2 => Delivery.Drop, 4 => Delivery.LoseReply, _ => null };
-        };
+        TestServer p = await PrimaryWithKeysAsync(cluster, 3000); // three chunks of entries
+        // The second chunk that arrives is lost unprocessed; the fourth is applied, but its reply is lost. Each
+        // breaks the connection.
+        (TestServer b, SnapshotParts parts) = await NewServerLosingSnapshotPartsAsync(cluster,
+            (part, arrival) => part != "ENTRIES" ? null : arrival switch { 2 => Delivery.Drop, 4 => Delivery.LoseReply, _ => null });
         await cluster.WaitForBackupAsync(b, Patience);
         Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
 
-        Assert.True(Volatile.Read(ref chunks) >= 4, $"only {chunks} chunks arrived");
-        Assert.Equal(1, Volatile.Read(ref snapshots));
+        Assert.True(parts.Arrived("ENTRIES") >= 4, $"only {parts.Arrived("ENTRIES")} chunks arrived");
+        Assert.Equal(1, parts.Arrived("BEGIN"));
         Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
         Assert.Equal(3001, b.Node.Replica.KeyCount);
     }
@@ -296,22 +277,15 @@ public class FaultToleranceTests(ITestOutputHelper output)
     public async Task Writes_AppliedDuringATransferThatBreaks_ReachTheBackup_AfterTheTransferResumes()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
-        TestServer p = await cluster.StartServerAsync();
-        await cluster.WaitForPrimaryAsync(p, Patience);
-        await FillAsync(p.Address, 3000);
+        TestServer p = await PrimaryWithKeysAsync(cluster, 3000);
         long snapshotAt = p.Node!.Replica.LastApplied;
-
-        TestServer b = await cluster.StartServerAsync();
-        int snapshots = 0, chunks = 0;
-        b.Faults.Rule = cmd =>
-        {
-            if (cmd.Name != Commands.ReplSnapshot) return null;
-            if (cmd.Text(4) == "BEGIN") Interlocked.Increment(ref snapshots);
-            return cmd.Text(4) == "ENTRIES" && Interlocked.Increment(ref chunks) == 2 ? Delivery.Drop : null;
-        };
         Task<RespValue> during;
+        TestServer b;
+        SnapshotParts parts;
         using (FaultGate transfer = p.Faults.Hold(FaultPoint.SnapshotChunk))
         {
+            (b, parts) = await NewServerLosingSnapshotPartsAsync(cluster,
+                (part, arrival) => part == "ENTRIES" && arrival == 2 ? Delivery.Drop : null);
             // The snapshot is taken and BEGIN sent; the first chunk waits. A write now is applied on the primary
             // after the snapshot, so only the stream can bring it to the backup.
             await p.Faults.WaitForHitsAsync(FaultPoint.SnapshotChunk, 1, Patience);
@@ -321,10 +295,41 @@ public class FaultToleranceTests(ITestOutputHelper output)
         await cluster.WaitForBackupAsync(b, Patience);
         Assert.Equal("OK", (await during).Text);
 
-        Assert.Equal(1, Volatile.Read(ref snapshots));
-        Assert.True(Volatile.Read(ref chunks) >= 4, $"only {chunks} chunks arrived"); // three, and the lost one again
+        Assert.Equal(1, parts.Arrived("BEGIN"));
+        Assert.True(parts.Arrived("ENTRIES") >= 4, $"only {parts.Arrived("ENTRIES")} chunks arrived"); // three, and the lost one again
         await Wait.UntilAsync(() => b.Node!.Replica.LastApplied == p.Node.Replica.LastApplied, Patience, "the backup to hold the write");
         Assert.Equal(3001, b.Node!.Replica.KeyCount);
+    }
+
+    /// <summary>The serving primary of <paramref name="cluster"/>, alone, holding <paramref name="keys"/> keys.</summary>
+    private static async Task<TestServer> PrimaryWithKeysAsync(TestCluster cluster, int keys)
+    {
+        TestServer p = await cluster.StartServerAsync();
+        await cluster.WaitForPrimaryAsync(p, Patience);
+        await FillAsync(p.Address, keys);
+        return p;
+    }
+
+    /// <summary>
+    /// Starts a server (the primary's next backup) whose snapshot messages meet <paramref name="fate"/>: given the
+    /// part (<c>BEGIN</c>, <c>ENTRIES</c>, ...) and how many of that part have arrived, this one included, its fate
+    /// or null to deliver it. Counts what arrives.
+    /// </summary>
+    private static async Task<(TestServer Server, SnapshotParts Parts)> NewServerLosingSnapshotPartsAsync(
+        TestCluster cluster, Func<string, int, Delivery?> fate)
+    {
+        var parts = new SnapshotParts();
+        TestServer b = await cluster.StartServerAsync(faults =>
+            faults.Rule = cmd => cmd.Name == Commands.ReplSnapshot ? fate(cmd.Text(4), parts.Arrive(cmd.Text(4))) : null);
+        return (b, parts);
+    }
+
+    /// <summary>How many of each snapshot part reached a server.</summary>
+    private sealed class SnapshotParts
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _arrived = new();
+        public int Arrive(string part) => _arrived.AddOrUpdate(part, 1, (_, n) => n + 1);
+        public int Arrived(string part) => _arrived.GetValueOrDefault(part);
     }
 
     [Fact]

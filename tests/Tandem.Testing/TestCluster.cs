@@ -149,10 +149,14 @@ public sealed class TestCluster : IAsyncDisposable
 
     private static int FreePort() => TestPorts.Next();
 
-    /// <summary>Starts a new server on a free loopback port.</summary>
-    public async Task<TestServer> StartServerAsync()
+    /// <summary>
+    /// Starts a new server on a free loopback port; <paramref name="arm"/> sets its faults up first, before it can
+    /// receive anything.
+    /// </summary>
+    public async Task<TestServer> StartServerAsync(Action<FaultInjection>? arm = null)
     {
         var faults = new FaultInjection(Interlocked.Increment(ref _nextSeed));
+        arm?.Invoke(faults);
         var options = new ServerNodeOptions
         {
             Listen = new IPEndPoint(IPAddress.Loopback, 0),
