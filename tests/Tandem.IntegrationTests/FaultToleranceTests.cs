@@ -246,13 +246,8 @@ public class FaultToleranceTests(ITestOutputHelper output)
         // The backup installs the snapshot; the primary never hears it.
         (TestServer b, SnapshotParts parts) = await NewServerLosingSnapshotPartsAsync(cluster,
             (part, arrival) => part == "END" && arrival == 1 ? Delivery.LoseReply : null);
-        await cluster.WaitForBackupAsync(b, Patience);
-        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
-
+        await SyncedFromOneSnapshotAsync(cluster, p, b, parts, keys: 101);
         Assert.Equal(1, parts.Arrived("END"));
-        Assert.Equal(1, parts.Arrived("BEGIN"));
-        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
-        Assert.Equal(101, b.Node.Replica.KeyCount);
     }
 
     [Fact]
@@ -264,13 +259,8 @@ public class FaultToleranceTests(ITestOutputHelper output)
         // breaks the connection.
         (TestServer b, SnapshotParts parts) = await NewServerLosingSnapshotPartsAsync(cluster,
             (part, arrival) => part != "ENTRIES" ? null : arrival switch { 2 => Delivery.Drop, 4 => Delivery.LoseReply, _ => null });
-        await cluster.WaitForBackupAsync(b, Patience);
-        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
-
+        await SyncedFromOneSnapshotAsync(cluster, p, b, parts, keys: 3001);
         Assert.True(parts.Arrived("ENTRIES") >= 4, $"only {parts.Arrived("ENTRIES")} chunks arrived");
-        Assert.Equal(1, parts.Arrived("BEGIN"));
-        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
-        Assert.Equal(3001, b.Node.Replica.KeyCount);
     }
 
     [Fact]
@@ -292,13 +282,22 @@ public class FaultToleranceTests(ITestOutputHelper output)
             during = SendAsync(p.Address, "SET", "during", "x");
             await Wait.UntilAsync(() => p.Node.Replica.LastApplied == snapshotAt + 1, Patience, "the write applied on the primary");
         }
-        await cluster.WaitForBackupAsync(b, Patience);
+        await SyncedFromOneSnapshotAsync(cluster, p, b, parts, keys: 3002); // with "during" and "after"
         Assert.Equal("OK", (await during).Text);
-
-        Assert.Equal(1, parts.Arrived("BEGIN"));
         Assert.True(parts.Arrived("ENTRIES") >= 4, $"only {parts.Arrived("ENTRIES")} chunks arrived"); // three, and the lost one again
-        await Wait.UntilAsync(() => b.Node!.Replica.LastApplied == p.Node.Replica.LastApplied, Patience, "the backup to hold the write");
-        Assert.Equal(3001, b.Node!.Replica.KeyCount);
+    }
+
+    /// <summary>
+    /// Waits for <paramref name="b"/> to be <paramref name="p"/>'s synced backup, writes once more through the stream,
+    /// and checks that one snapshot (one <c>BEGIN</c>) brought it all: both hold every write and <paramref name="keys"/> keys.
+    /// </summary>
+    private static async Task SyncedFromOneSnapshotAsync(TestCluster cluster, TestServer p, TestServer b, SnapshotParts parts, int keys)
+    {
+        await cluster.WaitForBackupAsync(b, Patience);
+        Assert.Equal("OK", (await SendAsync(p.Address, "SET", "after", "x")).Text);
+        Assert.Equal(1, parts.Arrived("BEGIN"));
+        Assert.Equal(p.Node!.Replica.LastApplied, b.Node!.Replica.LastApplied);
+        Assert.Equal(keys, b.Node.Replica.KeyCount);
     }
 
     /// <summary>The serving primary of <paramref name="cluster"/>, alone, holding <paramref name="keys"/> keys.</summary>
