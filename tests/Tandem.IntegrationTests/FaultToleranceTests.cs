@@ -19,7 +19,12 @@ public class FaultToleranceTests(ITestOutputHelper output)
     [Fact]
     public async Task Read_ConfirmedByABatchWithoutItsWrite_IsNotAnsweredUntilThatWriteIsOnTheBackup()
     {
-        await using TestCluster cluster = await TestCluster.StartAsync();
+        await using TestCluster cluster = await TestCluster.StartAsync(new TestClusterOptions
+        {
+            // The test holds the stream while it sets the interleaving up, which on a loaded machine took longer
+            // than the default 2 s a write waits for its backup: W1 then timed out before its batch was let go.
+            ConfigureServer = o => o with { CommitTimeout = Patience },
+        });
         (TestServer p, TestServer b) = await cluster.StartPrimaryAndBackupAsync(Patience);
         Assert.Equal("OK", (await SendAsync(p.Address, "SET", "k", "old")).Text);
         long before = p.Node!.Replica.LastApplied;
