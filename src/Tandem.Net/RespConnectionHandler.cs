@@ -249,6 +249,8 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
 
                 for (int i = 0; i < started.Count; i++)
                 {
+                    // A reply still waiting (a write for its backup) does not hold back those written before it.
+                    if (!started[i].IsCompleted && output.HasUnflushed && !await output.FlushAsync()) return;
                     RespValue? reply = await started[i];
                     if (reply is null || i >= replies)
                     {
@@ -335,6 +337,9 @@ public abstract partial class RespConnectionHandler : ConnectionHandler
         public Span<byte> GetSpan(int sizeHint = 0) => output.GetSpan(sizeHint);
 
         public void WriteError(string text) => RespWriter.WriteError(this, text);
+
+        /// <summary>Whether replies were written since the last flush.</summary>
+        public bool HasUnflushed => _unflushed > 0;
 
         /// <summary>Flushes; false when the client is gone.</summary>
         public async ValueTask<bool> FlushAsync()

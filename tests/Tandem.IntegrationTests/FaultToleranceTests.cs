@@ -64,6 +64,35 @@ public class FaultToleranceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task PipelinedWrite_IsAnsweredOnceCommitted_NotAfterTheWritesBehindIt()
+    {
+        await using TestCluster cluster = await TestCluster.StartAsync(new TestClusterOptions
+        {
+            ConfigureServer = o => o with { CommitTimeout = Patience }, // W2 waits as long as the test holds it
+        });
+        (TestServer p, _) = await cluster.StartPrimaryAndBackupAsync(Patience);
+        long before = p.Node!.Replica.LastApplied;
+        await using RespClientConnection writer = await RespClientConnection.ConnectAsync(p.Address, Timeout());
+        Task<RespValue> w2;
+        using (FaultGate stream = p.Faults.Hold(FaultPoint.BeforeBatch))
+        {
+            // One batch of the connection's input: W1 is larger than one forwarded batch may carry, so W2 goes in
+            // the next one, which the test holds.
+            Task<RespValue> w1 = writer.SendAsync(Timeout(), "SET", "big", new string('x', 5 * MiB));
+            w2 = writer.SendAsync(Timeout(), "SET", "k", "v");
+            await Wait.UntilAsync(() => p.Node.Replica.LastApplied == before + 2 && stream.Waiting == 1, Patience,
+                "both writes applied on the primary and the stream held");
+            stream.Release(1);
+
+            // W1 is on the backup: its reply goes out now, while W2 still waits.
+            RespValue first = await w1.WaitAsync(Patience / 2, TestContext.Current.CancellationToken);
+            Assert.Equal("OK", first.Text);
+            Assert.False(w2.IsCompleted);
+        }
+        Assert.Equal("OK", (await w2).Text);
+    }
+
+    [Fact]
     public async Task NewBackup_KilledDuringItsTransfer_DoesNotWedge_TheIdleServerBecomesTheSyncedBackup()
     {
         await using TestCluster cluster = await TestCluster.StartAsync();
